@@ -1,0 +1,110 @@
+"""DuckDB, the embedded default engine: in-process, spills to disk, reads CSV/Parquet natively."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from tieout.engines import register_engine
+
+
+_NAIVE_TS = dt.Timestamp()
+_UTC_TS = dt.Timestamp(timezone="UTC")
+
+
+@ibis.udf.scalar.builtin(name="try_strptime")
+def _try_strptime(text: str, fmt: str) -> _NAIVE_TS:  # type: ignore[empty-body,valid-type]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="timezone")
+def _timezone(zone: str, ts: _NAIVE_TS) -> _UTC_TS:  # type: ignore[empty-body,valid-type]
+    ...
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, memory_limit: str | None = None, threads: int | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="tieout-duckdb-")
+        self.con: Any = ibis.duckdb.connect(os.path.join(self._tmp.name, "work.duckdb"))
+        self.con.raw_sql("SET TimeZone = 'UTC'")
+        self.con.raw_sql(f"SET temp_directory = {_sql_string(self._tmp.name)}")
+        if memory_limit:
+            self.con.raw_sql(f"SET memory_limit = {_sql_string(memory_limit)}")
+        if threads:
+            self.con.raw_sql(f"SET threads = {int(threads)}")
+        self._n = 0
+
+    def _name(self, stem: str) -> str:
+        self._n += 1
+        return f"_{stem}_{self._n}"
+
+    def read_csv_text(
+        self, path: Path, *, encoding: str, delimiter: str | None, skip_rows: int = 0
+    ) -> ir.Table:
+        opts = [
+            "header = true",
+            "all_varchar = true",
+            "null_padding = true",
+            "auto_detect = true",
+            f"encoding = {_sql_string(encoding.lower().replace('_', '-'))}",
+        ]
+        if delimiter:
+            opts.append(f"delim = {_sql_string(delimiter)}")
+        if skip_rows:
+            opts.append(f"skip = {int(skip_rows)}")
+        name = self._name("raw")
+        # row_number() over a single scan keeps file order (DuckDB preserves insertion order);
+        # tests/test_sources.py checks it on a multi-million-row file.
+        self.con.raw_sql(
+            f"CREATE TABLE {name} AS SELECT row_number() OVER () + {1 + int(skip_rows)} AS _line, * "
+            f"FROM read_csv({_sql_string(str(path))}, {', '.join(opts)})"
+        )
+        return self.con.table(name)
+
+    def read_parquet_text(self, path: Path) -> ir.Table:
+        name = self._name("raw")
+        self.con.raw_sql(
+            f"CREATE VIEW {name}_typed AS SELECT * FROM read_parquet({_sql_string(str(path))})"
+        )
+        typed = self.con.table(f"{name}_typed")
+        cols = {c: typed[c].cast("string") for c in typed.columns}
+        expr = typed.select(_line=(ibis.row_number() + 2).cast("int64"), **cols)
+        return self.materialize(name, expr)
+
+    def from_arrow(self, name: str, table: pa.Table) -> ir.Table:
+        return self.con.create_table(self._name(name), table)
+
+    def materialize(self, name: str, expr: ir.Table) -> ir.Table:
+        return self.con.create_table(self._name(name), expr)
+
+    def parse_timestamp(self, text: ir.StringValue, fmt: str) -> ir.TimestampValue:
+        return _try_strptime(text, fmt)  # type: ignore[no-any-return]
+
+    def local_to_utc(self, ts: ir.TimestampValue, zone: str) -> ir.TimestampValue:
+        if zone.upper() == "UTC":
+            return ts.cast(dt.Timestamp(timezone="UTC"))
+        return _timezone(zone, ts)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        try:
+            self.con.disconnect()
+        finally:
+            self._tmp.cleanup()
+
+
+@register_engine("duckdb")
+def _create() -> DuckDBEngine:
+    return DuckDBEngine()

@@ -1,0 +1,105 @@
+"""The quality gate: every normalized row is accepted or quarantined with a reason, never dropped.
+
+Quarantine reasons, in order: a value that does not parse (from `normalize`), an exact duplicate of
+an earlier row, a second row with the same key. `read == accepted + quarantined` per file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from tieout.engines.base import Engine
+from tieout.model import LINEAGE_COLUMNS, Table
+
+QUARANTINE_COLUMNS = ("table_name", "source", "file", "line", "column_name", "value", "reason")
+
+
+@dataclass(frozen=True)
+class FileCount:
+    table: str
+    source: str
+    file: str
+    read: int
+    accepted: int
+    quarantined: int
+
+
+@dataclass(frozen=True)
+class GateResult:
+    accepted: ir.Table  # canonical columns + lineage
+    quarantine: ir.Table  # QUARANTINE_COLUMNS
+    counts: tuple[FileCount, ...]
+
+
+def _quarantine_rows(t: ir.Table, table: Table, column: ir.Value, value: ir.Value, reason: ir.Value) -> ir.Table:
+    return t.select(
+        table_name=ibis.literal(table.name),
+        source=t.source,
+        file=t._file,
+        line=t._line,
+        column_name=column.cast(dt.string),
+        value=value.cast(dt.string),
+        reason=reason.cast(dt.string),
+    )
+
+
+def gate(engine: Engine, table: Table, frames: list[ir.Table]) -> GateResult:
+    """Split normalized rows into accepted and quarantined for one canonical table."""
+    union = frames[0] if len(frames) == 1 else ibis.union(*frames, distinct=False)
+    t = engine.materialize(f"norm_{table.name}", union)
+    cols = list(table.column_names)
+
+    bad = t.filter(t._error_reason.notnull())
+    parse_q = _quarantine_rows(bad, table, bad._error_column, bad._error_value, bad._error_reason)
+
+    good = t.filter(t._error_reason.isnull())
+    order = [good._file, good._line]
+    w_all = ibis.window(group_by=[good[c] for c in cols], order_by=order)
+    step1 = good.mutate(_dup=ibis.row_number().over(w_all), _first=good.source_ref.first().over(w_all))
+    exact = step1.filter(step1._dup > 0)
+    exact_q = _quarantine_rows(
+        exact, table, ibis.literal("(row)"), ibis.literal(""), "exact duplicate of " + exact._first + " (dropped)"
+    )
+
+    unique = step1.filter(step1._dup == 0)
+    w_key = ibis.window(group_by=[unique[c] for c in table.key], order_by=[unique._file, unique._line])
+    step2 = unique.mutate(_krank=ibis.row_number().over(w_key), _kfirst=unique.source_ref.first().over(w_key))
+    step2 = engine.materialize(f"dedup_{table.name}", step2)
+    key_dups = step2.filter(step2._krank > 0)
+    key_text = key_dups[table.key[0]].cast(dt.string)
+    for k in table.key[1:]:
+        key_text = key_text + "/" + key_dups[k].cast(dt.string)
+    key_q = _quarantine_rows(
+        key_dups,
+        table,
+        ibis.literal(table.key[-1]),
+        key_text,
+        f"duplicate {'/'.join(table.key)} '" + key_text + "' with different values (first at " + key_dups._kfirst + ")",
+    )
+    accepted = step2.filter(step2._krank == 0).select(*cols, *LINEAGE_COLUMNS)
+    quarantine = ibis.union(parse_q, exact_q, key_q, distinct=False)
+    quarantine = engine.materialize(f"quarantine_{table.name}", quarantine)
+    accepted = engine.materialize(table.name, accepted)
+    kept = step2.filter(step2._krank == 0)
+    counts = _counts(t, kept, quarantine, table)
+    return GateResult(accepted, quarantine, counts)
+
+
+def _per_file(t: ir.Table, source: ir.Value, file: ir.Value) -> dict[tuple[str, str], int]:
+    rows = t.group_by(source=source, file=file).aggregate(n=t.count()).to_pyarrow().to_pylist()
+    return {(r["source"], r["file"]): int(r["n"]) for r in rows}
+
+
+def _counts(t: ir.Table, kept: ir.Table, quarantine: ir.Table, table: Table) -> tuple[FileCount, ...]:
+    """Counted independently from the three tables, so the invariant is a real check."""
+    read = _per_file(t, t.source, t._file)
+    acc = _per_file(kept, kept.source, kept._file)
+    qua = _per_file(quarantine, quarantine.source, quarantine.file)
+    return tuple(
+        FileCount(table.name, src, file, n, acc.get((src, file), 0), qua.get((src, file), 0))
+        for (src, file), n in sorted(read.items(), key=lambda kv: kv[0][1])
+    )
