@@ -1,0 +1,1 @@
+"""What an invoice should be: periods, proration, discounts (the expected-invoice engine)."""
