@@ -400,28 +400,31 @@ def _payouts_and_ledger(b: _Books, m: Manifest, rng: random.Random) -> None:
     for t in b.balance:
         by_day[(t["created"].date(), t["currency"])].append(t)
     b.payouts = []  # type: ignore[attr-defined]
-    drop_payouts = {date(2026, 8, 19), date(2026, 9, 8)}
     for (day, cur), txns in sorted(by_day.items()):
-        po = b.gw_id("po")
         amount = sum(t["net"] for t in txns)
-        arrival = day + timedelta(days=2)
-        status = "paid" if arrival <= AS_OF else "in_transit"
         if amount <= 0:
             continue  # Stripe carries a negative balance forward; keep these unpaid for the demo
+        po = b.gw_id("po")
+        arrival = day + timedelta(days=2)
         for t in txns:
             t["payout"] = po
         b.payouts.append({"id": po, "amount": amount, "currency": cur, "arrival_date": arrival,  # type: ignore[attr-defined]
-                          "status": status})
-        if status != "paid":
+                          "status": "paid" if arrival <= AS_OF else "in_transit"})
+    paid_usd = [p for p in b.payouts if p["status"] == "paid" and p["currency"] == "USD"]  # type: ignore[attr-defined]
+    drop = {next(p["id"] for p in paid_usd if p["arrival_date"] >= floor)
+            for floor in (date(2026, 8, 10), date(2026, 9, 5))}
+    for p in b.payouts:  # type: ignore[attr-defined]
+        if p["status"] != "paid":
             continue
-        if day in drop_payouts and cur == "USD":
-            m.expect("gl_cash", "payout_unmatched", po)
+        if p["id"] in drop:
+            m.expect("gl_cash", "payout_unmatched", p["id"])
             continue
         lag = rng.choice([0, 0, 1, 2])
         if lag:
             m.lookalikes["payout deposited one or two days after arrival"] += 1
-        b.gl.append({"account": CASH[cur], "date": arrival + timedelta(days=lag), "type": "Deposit", "num": "",
-                     "name": "Stripe", "memo": f"Stripe payout {po}", "amount": amount, "cur": cur})
+        b.gl.append({"account": CASH[p["currency"]], "date": p["arrival_date"] + timedelta(days=lag),
+                     "type": "Deposit", "num": "", "name": "Stripe", "memo": f"Stripe payout {p['id']}",
+                     "amount": p["amount"], "cur": p["currency"]})
     fees: dict[tuple[date, str], int] = defaultdict(int)
     for t in b.balance:
         fees[(t["created"].date().replace(day=1), t["currency"])] += t["fee"]

@@ -1,0 +1,41 @@
+"""Shared fixtures: a generated demo workspace, run once per session."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tieout.config import load_config
+from tieout.demo import Manifest, generate_workspace
+from tieout.pipeline import RunResult, run
+
+
+@dataclass
+class DemoRun:
+    path: Path
+    manifest: Manifest
+    expected: set[tuple[str, str, str]]
+    result: RunResult
+    manifest_json: dict[str, Any]
+
+
+def _demo(tmp_path_factory: pytest.TempPathFactory, customers: int, seed: int) -> DemoRun:
+    path = tmp_path_factory.mktemp(f"demo-{seed}")
+    manifest = generate_workspace(path, customers=customers, seed=seed)
+    result = run(load_config(path / "tieout.yaml"))
+    data = json.loads((path / "manifest.json").read_text())
+    return DemoRun(path, manifest, {tuple(x) for x in data["expected"]}, result, data)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return _demo(tmp_path_factory, customers=1200, seed=7)
+
+
+@pytest.fixture(scope="session")
+def demo_run_other_seed(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return _demo(tmp_path_factory, customers=500, seed=23)
