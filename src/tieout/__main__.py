@@ -1,0 +1,3 @@
+from tieout.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Reports: findings exported to CSV, JSON and XLSX for analysts and auditors."""
