@@ -174,8 +174,8 @@ def findings_list(
     for col in ("id", "status", "severity", "category", "customer", "at risk", "period", "explanation"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.finding_id, r.status, r.severity, r.category, r.customer_id or "", _money(r.amount_at_risk, r.currency),
-                  r.period or "", r.explanation)
+        t.add_row(r.finding_id, r.status, r.severity, r.category, r.customer_id or "",
+                  _money(r.amount_at_risk, r.currency), r.period or "", r.explanation)
     out.print(t)
 
 
@@ -186,7 +186,8 @@ def findings_show(finding_id: str, config: Path = CONFIG_OPT) -> None:
     f = store.finding(finding_id)
     out.print(f"[bold]{f.finding_id}[/bold]  {f.category}  ({f.check})  severity {f.severity}  status {f.status}")
     out.print(f.explanation)
-    out.print(f"customer {f.customer_id or '-'}   period {f.period or '-'}   at risk {_money(f.amount_at_risk, f.currency)}")
+    at_risk = _money(f.amount_at_risk, f.currency)
+    out.print(f"customer {f.customer_id or '-'}   period {f.period or '-'}   at risk {at_risk}")
     out.print(f"expected {f.expected or '-'}   actual {f.actual or '-'}   owner {f.owner or '-'}")
     out.print(f"first seen run {f.first_seen_run}, last seen run {f.last_seen_run}")
     for e in json.loads(f.evidence):

@@ -237,7 +237,7 @@ def _bill_period(b: _Books, m: Manifest, s: dict[str, Any], month: date, cus: st
     bill_unit, bill_qty = unit, qty
     amount = _prorate(unit, qty, days, period_days)
     if defect == "price_mismatch" and month == MONTHS[1]:
-        bill_unit = unit + (1000 if currency != "JPY" else 1000)
+        bill_unit = unit + 1000
         amount = _prorate(bill_unit, qty, days, period_days)
         m.expect("billing_subscriptions", "price_mismatch", subject)
     if defect == "quantity_mismatch" and month == MONTHS[1]:

@@ -10,7 +10,16 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from pydantic import Field
 
-from tieout.checks.registry import CheckContext, CheckParams, findings_table, month_of, ref, refs, register_check
+from tieout.checks.registry import (
+    CheckContext,
+    CheckParams,
+    findings_table,
+    month_of,
+    ref,
+    ref_list,
+    refs,
+    register_check,
+)
 from tieout.matching import Side, match_one_to_one
 
 
@@ -134,7 +143,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
         currency=dup.currency, amount_at_risk=dup.settled - dup.total, expected=dup.total.cast(dt.string),
         actual=dup.settled.cast(dt.string), value_kind="money", period=month_of(dup.issued_at),
         evidence=refs(ref("invoices", dup.invoice_id),
-                      ibis.literal("gateway_transactions:") + dup.charge_refs.re_replace(";", ";gateway_transactions:")),
+                      ref_list("gateway_transactions", dup.charge_refs)),
     ))
 
     # payment_unmatched: a settled charge billing never recorded (unless it is the extra charge of a
@@ -241,7 +250,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
         currency=stuck.currency, amount_at_risk=stuck.open_amount, expected=None,
         actual=stuck.open_amount.cast(dt.string), value_kind="money", period=month_of(stuck.issued_at),
         evidence=refs(ref("invoices", stuck.invoice_id),
-                      ibis.literal("gateway_transactions:") + stuck.failed_refs.re_replace(";", ";gateway_transactions:")),
+                      ref_list("gateway_transactions", stuck.failed_refs)),
         detail=stuck.failed_at.strftime("%Y-%m-%d"),
     ))
     return ibis.union(*out, distinct=False)

@@ -177,3 +177,8 @@ def refs(*parts: ir.StringValue) -> ir.StringValue:
     for p in parts[1:]:
         out = ibis.ifelse(p.isnull(), out, ibis.ifelse(out == "", p, out + ";" + p))
     return out
+
+
+def ref_list(table: str, keys: ir.StringValue, sep: str = ";") -> ir.StringValue:
+    """Evidence references for a `sep`-joined list of keys (e.g. from group_concat)."""
+    return ibis.literal(table + ":") + keys.re_replace(sep, ";" + table + ":")

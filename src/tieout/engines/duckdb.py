@@ -14,7 +14,6 @@ import pyarrow as pa
 
 from tieout.engines import register_engine
 
-
 _NAIVE_TS = dt.Timestamp()
 _UTC_TS = dt.Timestamp(timezone="UTC")
 
