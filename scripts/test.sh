@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e '.[test]'
 python -m ruff check src tests
+python -m mypy
 python -m pytest -q

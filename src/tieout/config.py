@@ -81,7 +81,7 @@ class Config(_Section):
     checks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="check name -> parameters (see `tieout checks`)."
     )
-    severity: SeverityConfig = Field(default_factory=SeverityConfig)
+    severity: SeverityConfig = Field(default_factory=lambda: SeverityConfig.model_validate({}))
     fail_on: Literal["high", "medium", "low", "never"] = Field(
         "high", description="`tieout run` exits 1 when a finding at or above this severity is open."
     )
@@ -183,8 +183,8 @@ def parse_config(text: str, path: Path) -> Config:
         probe = loc
         while probe and probe not in lines:
             probe = probe[:-1]
-        line = lines.get(probe)
-        where = f"{path.name}:{line}" if line else path.name
+        at = lines.get(probe)
+        where = f"{path.name}:{at}" if at else path.name
         key = ".".join(str(p) for p in loc) or "(root)"
         message = "unknown key (not allowed here)" if first["type"] == "extra_forbidden" else first["msg"]
         more = len(exc.errors()) - 1

@@ -108,7 +108,7 @@ class _Books:
         self.balance: list[dict[str, Any]] = []  # Stripe balance transactions
         self.failed: list[dict[str, Any]] = []  # Stripe payments export, failed attempts
         self.gl: list[dict[str, Any]] = []  # (account, date, type, num, name, memo, amount)
-        self.n = defaultdict(int)
+        self.n: defaultdict[str, int] = defaultdict(int)
 
     def next_id(self, prefix: str, width: int = 6) -> str:
         self.n[prefix] += 1

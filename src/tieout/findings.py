@@ -97,7 +97,7 @@ def _key_expr(t: ir.Table, table_name: str) -> ir.StringValue:
     expr = t[key[0]].cast("string")
     for k in key[1:]:
         expr = expr + "/" + t[k].cast("string")
-    return expr  # type: ignore[no-any-return]
+    return expr
 
 
 def resolve_evidence(tables: dict[str, ir.Table], refs: set[tuple[str, str]]) -> dict[tuple[str, str], Evidence]:

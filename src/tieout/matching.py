@@ -58,8 +58,8 @@ def _seconds_diff(lt: ir.Table, rt: ir.Table, left: Side, right: Side) -> ir.Int
 
 def _epoch(value: ir.Value) -> ir.IntegerValue:
     if value.type().is_date():
-        return value.cast(dt.Timestamp(timezone="UTC")).epoch_seconds()  # type: ignore[attr-defined,no-any-return]
-    return value.epoch_seconds()  # type: ignore[attr-defined,no-any-return]
+        return value.cast(dt.Timestamp(timezone="UTC")).epoch_seconds()
+    return value.epoch_seconds()
 
 
 def composite_pairs(

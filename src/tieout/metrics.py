@@ -42,8 +42,8 @@ class Metric:
 
 def _sum_by(t: ir.Table, when: ir.Value, amount: ir.Value | None) -> dict[tuple[str, str], int]:
     """Sum of `amount` (or the row count when None) per UTC month and currency."""
-    agg = t.count() if amount is None else amount.sum()  # type: ignore[attr-defined]
-    rows = t.group_by(period=when.strftime("%Y-%m"), currency=t.currency).aggregate(  # type: ignore[attr-defined]
+    agg = t.count() if amount is None else amount.sum()
+    rows = t.group_by(period=when.strftime("%Y-%m"), currency=t.currency).aggregate(
         v=agg
     ).to_pyarrow().to_pylist()
     return {(r["period"], r["currency"]): int(r["v"] or 0) for r in rows}

@@ -43,13 +43,13 @@ def effective_mapping(src: SourceConfig, fmt: SourceFormat, table: Table, found:
     columns: dict[str, tuple[str, ...]] = {}
     for canon, spec in fmt.columns.items():
         columns[canon] = (spec,) if isinstance(spec, str) else tuple(spec)
-    for canon, spec in src.columns.items():
+    for canon, given in src.columns.items():
         if canon not in table.column_names:
             raise ConfigError(
                 f"source '{src.name}': columns.{canon}: '{table.name}' has no column '{canon}' "
                 f"(columns: {', '.join(table.column_names)})"
             )
-        columns[canon] = (spec,) if isinstance(spec, str) else tuple(spec)
+        columns[canon] = (given,) if isinstance(given, str) else tuple(given)
     constants = {**fmt.constants, **src.constants}
     lowered = {c.lower(): c for c in found}
     for col in table.columns:

@@ -20,17 +20,17 @@ _FAR = ibis.literal("9999-12-31").cast(dt.date)
 
 
 def interval_months(interval: ir.StringValue) -> ir.IntegerValue:
-    return interval.substitute(INTERVAL_MONTHS, else_=1)  # type: ignore[no-any-return]
+    return interval.substitute(INTERVAL_MONTHS, else_=1)
 
 
 def month_index(d: ir.DateValue) -> ir.IntegerValue:
-    return d.year() * 12 + d.month() - 1  # type: ignore[no-any-return]
+    return d.year() * 12 + d.month() - 1
 
 
 def add_months(d: ir.DateValue, months: ir.IntegerValue) -> ir.DateValue:
     """First day of the month `months` after the month of `d`."""
     first = d.truncate("M")
-    return first + months.as_interval("M")  # type: ignore[no-any-return]
+    return first + months.as_interval("M")
 
 
 def expected_periods(subs: ir.Table, months: ir.Table) -> ir.Table:
@@ -63,7 +63,7 @@ def prorated_amount(unit_amount: ir.IntegerValue, quantity: ir.IntegerValue, ser
     """unit × quantity × service_days / period_days, half-up to the minor unit, in exact decimals."""
     gross = (unit_amount * quantity).cast(dt.Decimal(38, 6))
     exact = gross * service_days.cast(dt.Decimal(38, 6)) / period_days.cast(dt.Decimal(38, 6))
-    return (exact + ibis.literal(Decimal("0.5"), dt.Decimal(38, 6))).floor().cast(dt.int64)  # type: ignore[no-any-return]
+    return (exact + ibis.literal(Decimal("0.5"), dt.Decimal(38, 6))).floor().cast(dt.int64)
 
 
 def discount_amount(gross: ir.IntegerValue, percent: ir.NumericValue, applies: ir.BooleanValue) -> ir.IntegerValue:
@@ -71,4 +71,4 @@ def discount_amount(gross: ir.IntegerValue, percent: ir.NumericValue, applies: i
     raw = gross.cast(dt.Decimal(38, 6)) * percent.cast(dt.Decimal(38, 6)) / 100
     disc = (raw + ibis.literal(Decimal("0.5"), dt.Decimal(38, 6))).floor().cast(dt.int64)
     disc = ibis.least(disc, gross)
-    return ibis.ifelse(applies & percent.notnull(), disc, 0).cast(dt.int64)  # type: ignore[no-any-return]
+    return ibis.ifelse(applies & percent.notnull(), disc, 0).cast(dt.int64)

@@ -75,7 +75,7 @@ def gl_cash(ctx: CheckContext, p: GlCashParams) -> ir.Table:
 
     # One-to-many: a payout equals the net of the transactions it settles.
     parts = roll_up(gt, "payout_id", "net")
-    first_txn = gt.created_at.min().as_scalar().cast(dt.date)  # type: ignore[attr-defined]
+    first_txn = gt.created_at.min().as_scalar().cast(dt.date)
     settled = live.join(parts, live.payout_id == parts.payout_id)
     settled = settled.filter((settled.child_total != settled.amount)
                              & (settled.arrival_date >= first_txn + ibis.interval(days=p.payout_settling_days)))

@@ -149,7 +149,7 @@ def findings_table(
         "subject": subject,
         "customer_id": customer_id,
         "currency": currency,
-        "amount_at_risk": amount_at_risk.abs(),  # type: ignore[attr-defined]
+        "amount_at_risk": amount_at_risk.abs(),
         "expected": null if expected is None else expected,
         "actual": null if actual is None else actual,
         "value_kind": ibis.literal(value_kind),
@@ -163,7 +163,7 @@ def findings_table(
 
 def month_of(value: ir.Value) -> ir.StringValue:
     """'YYYY-MM' of a date or UTC timestamp."""
-    return value.strftime("%Y-%m")  # type: ignore[attr-defined,no-any-return]
+    return value.strftime("%Y-%m")
 
 
 def ref(table: str, key: ir.Value) -> ir.StringValue:

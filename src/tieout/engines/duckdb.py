@@ -18,13 +18,13 @@ _NAIVE_TS = dt.Timestamp()
 _UTC_TS = dt.Timestamp(timezone="UTC")
 
 
-@ibis.udf.scalar.builtin(name="try_strptime")
-def _try_strptime(text: str, fmt: str) -> _NAIVE_TS:  # type: ignore[empty-body,valid-type]
+@ibis.udf.scalar.builtin(name="try_strptime")  # type: ignore[untyped-decorator]
+def _try_strptime(text: str, fmt: str) -> _NAIVE_TS:  # type: ignore[valid-type]
     ...
 
 
-@ibis.udf.scalar.builtin(name="timezone")
-def _timezone(zone: str, ts: _NAIVE_TS) -> _UTC_TS:  # type: ignore[empty-body,valid-type]
+@ibis.udf.scalar.builtin(name="timezone")  # type: ignore[untyped-decorator]
+def _timezone(zone: str, ts: _NAIVE_TS) -> _UTC_TS:  # type: ignore[valid-type]
     ...
 
 
@@ -90,12 +90,12 @@ class DuckDBEngine:
         return self.con.create_table(self._name(name), expr)
 
     def parse_timestamp(self, text: ir.StringValue, fmt: str) -> ir.TimestampValue:
-        return _try_strptime(text, fmt)  # type: ignore[no-any-return]
+        return _try_strptime(text, fmt)
 
     def local_to_utc(self, ts: ir.TimestampValue, zone: str) -> ir.TimestampValue:
         if zone.upper() == "UTC":
             return ts.cast(dt.Timestamp(timezone="UTC"))
-        return _timezone(zone, ts)  # type: ignore[no-any-return]
+        return _timezone(zone, ts)
 
     def close(self) -> None:
         try:
