@@ -53,27 +53,17 @@ def _with_billing_customer(ctx: CheckContext, gt: ir.Table) -> ir.Table:
     return j.mutate(billing_customer=ibis.coalesce(j.billing_customer, j.customer_id)).drop("gw_customer")
 
 
-def charge_payment_pairs(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
-    """Settled gateway charges paired with billing payments (exact gateway ref, then composite)."""
-    gt = _with_billing_customer(ctx, ctx.table("gateway_transactions"))
-    charges = gt.filter((gt.type == "charge") & (gt.status == "succeeded"))
-    pay = ctx.table("payments")
-    card = pay.filter((pay.type == "payment") & pay.method.isin(p.gateway_methods))
-    return match_one_to_one(
-        ctx.engine,
-        Side(charges, "txn_id", "gross", "created_at", ("billing_customer", "currency")),
-        Side(card, "payment_id", "amount", "received_at", ("customer_id", "currency")),
-        exact_keys=[("txn_id", "gateway_ref")],
-        amount_tolerance=p.amount_tolerance,
-        window_days=p.date_window_days,
-    )
-
-
-def _reversal_pairs(ctx: CheckContext, p: GatewayBillingParams, gw_type: str, billing_types: list[str]) -> ir.Table:
+def _pairs(ctx: CheckContext, p: GatewayBillingParams, gw_type: str, billing_types: list[str],
+           methods: list[str] | None = None) -> ir.Table:
+    """Succeeded gateway movements of `gw_type` paired with billing records of `billing_types`
+    (exact gateway ref first, then composite customer + currency + amount + date)."""
     gt = _with_billing_customer(ctx, ctx.table("gateway_transactions"))
     moves = gt.filter((gt.type == gw_type) & (gt.status == "succeeded"))
     pay = ctx.table("payments")
-    recorded = pay.filter(pay.type.isin(billing_types))
+    wanted = pay.type.isin(billing_types)
+    if methods is not None:
+        wanted = wanted & pay.method.isin(methods)
+    recorded = pay.filter(wanted)
     return match_one_to_one(
         ctx.engine,
         Side(moves, "txn_id", "gross", "created_at", ("billing_customer", "currency")),
@@ -82,6 +72,11 @@ def _reversal_pairs(ctx: CheckContext, p: GatewayBillingParams, gw_type: str, bi
         amount_tolerance=p.amount_tolerance,
         window_days=p.date_window_days,
     )
+
+
+def charge_payment_pairs(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
+    """Settled gateway charges paired with billing payments made through the gateway."""
+    return _pairs(ctx, p, "charge", ["payment"], p.gateway_methods)
 
 
 @register_check(
@@ -206,7 +201,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     ))
 
     # Refunds and lost disputes that billing does not reflect.
-    ref_pairs = ctx.memo("gateway_billing.refund_pairs", lambda: _reversal_pairs(ctx, p, "refund", ["refund"]))
+    ref_pairs = ctx.memo("gateway_billing.refund_pairs", lambda: _pairs(ctx, p, "refund", ["refund"]))
     refunds = gt.filter((gt.type == "refund") & (gt.status == "succeeded"))
     nr = refunds.anti_join(ref_pairs, refunds.txn_id == ref_pairs.left_id)
     out.append(findings_table(
@@ -220,7 +215,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     lost = disputes.anti_join(won, disputes.charge_id == won.won_charge)
     cb_pairs = ctx.memo(
         "gateway_billing.dispute_pairs",
-        lambda: _reversal_pairs(ctx, p, "dispute", ["chargeback", "refund"]),
+        lambda: _pairs(ctx, p, "dispute", ["chargeback", "refund"]),
     )
     nc = lost.anti_join(cb_pairs, lost.txn_id == cb_pairs.left_id)
     out.append(findings_table(
