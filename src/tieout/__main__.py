@@ -1,3 +1,6 @@
+"""`python -m tieout`: the same command line as the `tieout` script."""
+
 from tieout.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

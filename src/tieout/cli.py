@@ -1,5 +1,6 @@
-"""The `tieout` command line (Typer + Rich). Renders what the library returns; holds no logic of
-its own. Heavy modules are imported inside the commands so `tieout --help` stays fast.
+"""The `tieout` command line (Typer + Rich): renders what the library returns and holds no
+reconciliation logic. Heavy modules (ibis, duckdb, the pipeline, openpyxl) are imported inside the
+commands so `tieout --help` stays fast. Every command is documented in docs/cli.md (a test checks).
 
 Exit codes (a contract): 0 ran clean, 1 findings at or above the fail threshold, 2 bad input or
 config, 3 internal error.
@@ -10,272 +11,537 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from tieout.errors import ExitCode, TieoutError
+from tieout.errors import ExitCode, InputError, TieoutError
+from tieout.reports.export import ExportFormat
 
 if TYPE_CHECKING:
+    from tieout.config import Config
+    from tieout.findings import Finding
     from tieout.pipeline import RunResult
+    from tieout.store import Store
 
-app = typer.Typer(help="tieout: tie out gateway, billing, subscriptions and the ledger.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(help="tieout: tie out gateway, billing, subscriptions and the ledger; findings ranked by "
+                  "money at risk.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 findings_app = typer.Typer(help="Browse and export findings from the store.", no_args_is_help=True)
+sources_app = typer.Typer(help="What tieout can read.", no_args_is_help=True)
 app.add_typer(findings_app, name="findings")
-out = Console()
-err = Console(stderr=True)
+app.add_typer(sources_app, name="sources")
+
 _state = {"debug": False}
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
+TOP_FINDINGS = 10
+
+
+class FailOn(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    NEVER = "never"
+
+
 CONFIG_OPT = typer.Option(Path("tieout.yaml"), "--config", "-c", help="Path to tieout.yaml.")
+STATUS_HELP = "Statuses to include (repeatable; 'all' for every status)."
+
+
+def _out() -> Console:
+    # Built per call, so COLUMNS and the current sys.stdout are honoured (tests, pipes).
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error.")) -> None:
     _state["debug"] = debug
 
 
-def _money(minor: int, currency: str) -> str:
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def add_row(table: Table, *cells: str | Text) -> None:
+    """Add a row whose text is shown literally: data may contain '[...]', which Rich reads as markup."""
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+
+
+def money(minor: int, currency: str) -> str:
+    """'USD 1,250.00'; an unknown currency shows its code and the raw minor units."""
     from tieout.money import format_minor, is_known_currency
 
-    return format_minor(minor, currency) if is_known_currency(currency) else f"{currency} {minor}"
+    return format_minor(minor, currency) if is_known_currency(currency) else f"{currency} {minor} (minor units)"
 
 
-def _render_run(result: RunResult, top: int = 10) -> None:
-    files = Table(title="Inputs", show_lines=False)
-    for col in ("file", "table", "read", "accepted", "quarantined"):
-        files.add_column(col, justify="right" if col in ("read", "accepted", "quarantined") else "left")
+def _metric_text(value: str, unit: str, currency: str) -> str:
+    if unit == "minor":
+        return money(int(value), currency)
+    if unit == "percent":
+        return f"{value}%"
+    return value
+
+
+def _inputs_table(result: RunResult) -> Table:
+    t = Table(title="Inputs")
+    t.add_column("file", overflow="fold")
+    t.add_column("table")
+    for col in ("read", "accepted", "quarantined"):
+        t.add_column(col, justify="right")
     for c in result.counts:
-        files.add_row(c.file, c.table, f"{c.read:,}", f"{c.accepted:,}",
-                      f"[red]{c.quarantined:,}[/red]" if c.quarantined else "0")
-    out.print(files)
+        add_row(t, Text(c.file), c.table, f"{c.read:,}", f"{c.accepted:,}",
+                  Text(f"{c.quarantined:,}", style="red" if c.quarantined else ""))
+    return t
+
+
+def _categories_table(findings: Sequence[Finding]) -> Table:
     by_cat: dict[tuple[str, str], list[int]] = {}
-    for f in result.findings:
+    for f in findings:
         by_cat.setdefault((f.category, f.currency), []).append(f.amount_at_risk)
-    cats = Table(title=f"Findings ({len(result.findings)})")
-    for col in ("category", "currency", "count", "money at risk"):
-        cats.add_column(col, justify="right" if col in ("count", "money at risk") else "left")
-    for (cat, cur), amounts in sorted(by_cat.items(), key=lambda kv: -sum(kv[1])):
-        cats.add_row(cat, cur, str(len(amounts)), _money(sum(amounts), cur))
-    out.print(cats)
-    wanted = ("invoiced", "collection_gap", "posting_gap", "accounting_gap", "cash_leak_pct",
-              "invoice_failure_rate", "unmatched_gateway_payments", "reconciliation_coverage", "money_at_risk")
+    t = Table(title=f"Findings per category ({len(findings)})")
+    t.add_column("category")
+    t.add_column("currency")
+    t.add_column("count", justify="right")
+    t.add_column("money at risk", justify="right")
+    for (cat, cur), amounts in sorted(by_cat.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        add_row(t, cat, cur, str(len(amounts)), money(sum(amounts), cur))
+    return t
+
+
+def _metrics_table(result: RunResult) -> Table:
+    from tieout.metrics import METRICS
+
     keys = sorted({(m.period, m.currency) for m in result.metrics})
-    metrics = Table(title="Metrics per period and currency")
-    metrics.add_column("metric")
+    t = Table(title="Metrics per period and currency")
+    t.add_column("metric")
     for period, cur in keys:
-        metrics.add_column(f"{period} {cur}", justify="right")
+        t.add_column(f"{period} {cur}", justify="right")
     index = {(m.period, m.currency, m.name): m for m in result.metrics}
-    for name in wanted:
-        row = [name]
+    for name in METRICS:
+        cells = [name]
         for period, cur in keys:
             m = index.get((period, cur, name))
-            if m is None:
-                row.append("")
-            elif m.unit == "minor":
-                row.append(_money(int(m.value), cur))
-            elif m.unit == "percent":
-                row.append(f"{m.value}%")
-            else:
-                row.append(m.value)
-        metrics.add_row(*row)
-    out.print(metrics)
+            cells.append("" if m is None else _metric_text(m.value, m.unit, cur))
+        add_row(t, *cells)
+    return t
+
+
+def _findings_rows_table(title: str, rows: Sequence[Any], with_status: bool) -> Table:
+    t = Table(title=title)
+    t.add_column("id", no_wrap=True)
+    if with_status:
+        t.add_column("status")
+    for col in ("severity", "category", "customer"):
+        t.add_column(col)
+    t.add_column("at risk", justify="right", no_wrap=True)
+    t.add_column("period", no_wrap=True)
+    t.add_column("explanation", ratio=1)
+    for r in rows:
+        cells: list[str | Text] = [r.finding_id]
+        if with_status:
+            cells.append(r.status)
+        cells += [r.severity, r.category, Text(r.customer_id or ""), money(r.amount_at_risk, r.currency),
+                  r.period or "", Text(r.explanation)]
+        add_row(t, *cells)
+    return t
+
+
+def render_run(result: RunResult, out: Console) -> None:
+    """Inputs, findings per category, metrics, skipped checks and the top findings of a run."""
+    out.print(_inputs_table(result))
+    out.print(_categories_table(result.findings))
+    if result.metrics:
+        out.print(_metrics_table(result))
     for name, why in result.checks_skipped.items():
-        out.print(f"[yellow]check {name} skipped:[/yellow] {why}")
-    topt = Table(title=f"Top {min(top, len(result.findings))} findings by money at risk")
-    for col in ("id", "severity", "category", "customer", "at risk", "explanation"):
-        topt.add_column(col)
-    for f in result.findings[:top]:
-        topt.add_row(f.finding_id, f.severity, f.category, f.customer_id or "", _money(f.amount_at_risk, f.currency),
-                     f.explanation)
-    out.print(topt)
+        out.print(Text.assemble(("skipped ", "yellow"), (name, "bold"), f": {why}"))
+    top = result.findings[:TOP_FINDINGS]
+    if top:
+        out.print(_findings_rows_table(f"Top {len(top)} findings by money at risk", top, with_status=False))
     out.print(f"run {result.run_id}: {result.rows_read:,} rows read, {len(result.quarantined):,} quarantined, "
               f"{len(result.findings):,} findings (new {result.lifecycle.get('new', 0)}, closed "
               f"{result.lifecycle.get('no_longer_present', 0)}), as of {result.as_of}")
 
 
-def _run_config(config: Path) -> RunResult:
-    from tieout.config import load_config
+def findings_at_or_above(findings: Sequence[Finding], fail_on: str) -> list[Finding]:
+    """The findings that make a run fail at threshold `fail_on` ('never': none)."""
+    if fail_on == FailOn.NEVER:
+        return []
+    return [f for f in findings if SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[fail_on]]
+
+
+def _run_pipeline(cfg: Config) -> RunResult:
     from tieout.pipeline import run
 
-    cfg = load_config(config)
-    with err.status("running…") as status:
-        return run(cfg, progress=lambda msg: status.update(msg))
+    with _err().status("reading sources…") as status:
+        return run(cfg, progress=lambda msg: status.update(Text(msg)))
 
 
-def _fails(result: RunResult, fail_on: str) -> bool:
-    if fail_on == "never":
-        return False
-    return any(SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[fail_on] for f in result.findings)
+def _run_and_report(cfg: Config, fail_on: str) -> tuple[RunResult, int]:
+    """Run like `tieout run` and render the result; returns it with the exit code for `fail_on`."""
+    out = _out()
+    result = _run_pipeline(cfg)
+    render_run(result, out)
+    failing = findings_at_or_above(result.findings, fail_on)
+    if failing:
+        out.print(Text(f"{len(failing)} finding(s) at or above fail_on={fail_on}: exit 1", style="red"))
+        return result, ExitCode.FINDINGS
+    return result, ExitCode.CLEAN
+
+
+@contextmanager
+def _open_store(config: Path) -> Iterator[Store]:
+    from tieout.config import load_config
+    from tieout.store import Store
+
+    store = Store(load_config(config).store_url())
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _statuses(status: list[str]) -> list[str] | None:
+    return None if "all" in status else status
+
+
+# --- commands ------------------------------------------------------------------------------------
 
 
 @app.command()
 def demo(
     directory: Path = typer.Option(Path("tieout-demo"), "--dir", help="Where to write the demo workspace."),
-    customers: int = typer.Option(2000, help="Number of customers to simulate."),
+    customers: int = typer.Option(2000, min=1, help="Number of customers to simulate."),
     seed: int = typer.Option(7, help="Random seed (same seed, same data)."),
+    fail_on: FailOn = typer.Option(FailOn.NEVER, "--fail-on", case_sensitive=False,
+                                   help="Exit 1 on findings at or above this severity (the demo has findings "
+                                   "by design, so the default is never)."),
 ) -> None:
     """Generate a demo workspace (a quarter of books with known defects) and run tieout on it."""
+    from tieout.config import load_config
     from tieout.demo import generate_workspace
 
-    if (directory / "tieout.db").exists():
-        (directory / "tieout.db").unlink()
+    config = directory / "tieout.yaml"
+    if config.exists() and not (directory / "manifest.json").exists():
+        raise InputError(str(config), "exists and is not a demo workspace; choose another --dir")
+    stale_store = directory / "tieout.db"  # the demo config's store: a rerun starts from a fresh history
+    if stale_store.exists():
+        stale_store.unlink()
+    out = _out()
     manifest = generate_workspace(directory, customers=customers, seed=seed)
-    out.print(f"[bold]demo workspace[/bold] {directory}: {manifest.summary()}")
-    result = _run_config(directory / "tieout.yaml")
-    _render_run(result)
+    out.print(Text.assemble(("demo workspace ", "bold"), str(directory), ": ", manifest.summary()))
+    result, code = _run_and_report(load_config(config), fail_on.value)
     found = {(f.check, f.category, f.subject) for f in result.findings}
     expected = set(manifest.expected)
     out.print(f"injected defects found: {len(expected & found)}/{len(expected)}; findings not injected: "
               f"{len(found - expected)}")
-    out.print(f"next: tieout findings list -c {directory / 'tieout.yaml'}")
+    out.print(f"next: tieout findings list -c {config}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def init(directory: Path = typer.Option(Path("."), "--dir", help="Directory to write tieout.yaml in.")) -> None:
+    """Write a commented example tieout.yaml (every key, its default and what it means)."""
+    from tieout.init_config import example_config
+
+    path = directory / "tieout.yaml"
+    if path.exists():
+        raise InputError(str(path), "already exists; not overwritten (move it away or choose another --dir)")
+    if not directory.is_dir():
+        raise InputError(str(directory), "directory does not exist")
+    path.write_text(example_config(), encoding="utf-8")
+    _out().print(f"wrote {path}: add your sources, then `tieout run -c {path}`")
 
 
 @app.command("run")
 def run_cmd(
     config: Path = CONFIG_OPT,
-    fail_on: str | None = typer.Option(None, help="high | medium | low | never (default: fail_on in config)."),
+    fail_on: FailOn | None = typer.Option(None, "--fail-on", case_sensitive=False,
+                                          help="Exit 1 on findings at or above this severity "
+                                          "(default: fail_on in the config)."),
 ) -> None:
-    """Run every enabled check on the configured sources; exit 1 on findings at/above fail_on."""
+    """Run every enabled check on the configured sources; exit 1 on findings at or above fail_on."""
     from tieout.config import load_config
 
-    threshold = fail_on or load_config(config).fail_on
-    if threshold not in (*SEVERITY_ORDER, "never"):
-        raise typer.BadParameter("--fail-on must be high, medium, low or never")
-    result = _run_config(config)
-    _render_run(result)
-    if _fails(result, threshold):
-        raise typer.Exit(ExitCode.FINDINGS)
-
-
-def _store(config: Path) -> Any:
-    from tieout.config import load_config
-    from tieout.store import Store
-
-    return Store(load_config(config).store_url())
+    cfg = load_config(config)
+    _, code = _run_and_report(cfg, fail_on.value if fail_on else cfg.fail_on)
+    raise typer.Exit(code)
 
 
 @findings_app.command("list")
 def findings_list(
     config: Path = CONFIG_OPT,
-    status: list[str] = typer.Option(["open"], help="Statuses to show (repeatable)."),
-    category: str | None = typer.Option(None),
-    customer: str | None = typer.Option(None),
-    check: str | None = typer.Option(None),
-    limit: int = typer.Option(50),
+    status: list[str] = typer.Option(["open"], "--status", help=STATUS_HELP),
+    category: str | None = typer.Option(None, "--category", help="Only this category."),
+    customer: str | None = typer.Option(None, "--customer", help="Only this customer id."),
+    check: str | None = typer.Option(None, "--check", help="Only findings of this check."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many findings."),
 ) -> None:
-    """Findings ordered by money at risk."""
-    store = _store(config)
-    rows = store.findings(status=status, category=category, customer=customer, check=check, limit=limit)
-    t = Table(title=f"{len(rows)} findings")
-    for col in ("id", "status", "severity", "category", "customer", "at risk", "period", "explanation"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r.finding_id, r.status, r.severity, r.category, r.customer_id or "",
-                  _money(r.amount_at_risk, r.currency), r.period or "", r.explanation)
-    out.print(t)
+    """Findings from the store, largest money at risk first."""
+    from tieout.categories import CATEGORIES
+
+    if category is not None and category not in CATEGORIES:
+        raise typer.BadParameter(f"unknown category '{category}' (see `tieout categories`)", param_hint="--category")
+    with _open_store(config) as store:
+        rows = store.findings(status=_statuses(status), category=category, customer=customer, check=check,
+                              limit=limit)
+    _out().print(_findings_rows_table(f"{len(rows)} findings", rows, with_status=True))
+
+
+def _kv_grid(pairs: Sequence[tuple[str, str | None]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for k, v in pairs:
+        add_row(grid, k, Text("-" if v is None or v == "" else str(v)))
+    return grid
+
+
+def _evidence_table(table: str, record: dict[str, Any]) -> Table:
+    """A cited record, in canonical column order, money shown in minor units and formatted."""
+    from tieout.model import TABLES, Kind
+
+    canonical = TABLES.get(table)
+    order = list(canonical.column_names) if canonical else []
+    names = [c for c in order if c in record] + sorted(c for c in record if c not in order)
+    currency = str(record.get("currency") or "")
+    t = Table()
+    t.add_column("field")
+    t.add_column("value", overflow="fold")
+    for name in names:
+        value = record[name]
+        text = "" if value is None else str(value)
+        is_money = canonical is not None and name in order and canonical.column(name).kind == Kind.MONEY
+        if is_money and isinstance(value, int) and currency:
+            text = f"{value}  ({money(value, currency)})"
+        add_row(t, name, text)
+    return t
 
 
 @findings_app.command("show")
-def findings_show(finding_id: str, config: Path = CONFIG_OPT) -> None:
-    """One finding: fields, explanation, the evidence from each system, its history."""
-    store = _store(config)
-    f = store.finding(finding_id)
-    out.print(f"[bold]{f.finding_id}[/bold]  {f.category}  ({f.check})  severity {f.severity}  status {f.status}")
-    out.print(f.explanation)
-    at_risk = _money(f.amount_at_risk, f.currency)
-    out.print(f"customer {f.customer_id or '-'}   period {f.period or '-'}   at risk {at_risk}")
-    out.print(f"expected {f.expected or '-'}   actual {f.actual or '-'}   owner {f.owner or '-'}")
-    out.print(f"first seen run {f.first_seen_run}, last seen run {f.last_seen_run}")
-    for e in json.loads(f.evidence):
-        t = Table(title=f"{e['table']} {e['key']}  ({e['source']} {e['source_ref']})", show_header=False)
-        t.add_column("field")
-        t.add_column("value")
-        for k, v in e["record"].items():
-            t.add_row(k, "" if v is None else str(v))
-        out.print(t)
-    for ev in store.events(f.finding_id):
-        out.print(f"{ev.at:%Y-%m-%d %H:%M} {ev.actor}: {ev.from_status or '-'} → {ev.to_status} {ev.note}")
+def findings_show(
+    finding_id: str = typer.Argument(..., help="Finding id, or a unique prefix of it."),
+    config: Path = CONFIG_OPT,
+) -> None:
+    """One finding: its fields, explanation, the evidence from each system and its history."""
+    from tieout.categories import CATEGORIES
+
+    with _open_store(config) as store:
+        f = store.finding(finding_id)
+        events = store.events(f.finding_id)
+    out = _out()
+    out.print(Text(f"Finding {f.finding_id}", style="bold"))
+    category = CATEGORIES.get(f.category)
+    out.print(_kv_grid([
+        ("check", f.check), ("category", f.category), ("severity", f.severity), ("status", f.status),
+        ("owner", f.owner), ("customer", f.customer_id), ("period", f.period), ("subject", f.subject),
+        ("at risk", money(f.amount_at_risk, f.currency)), ("expected", f.expected), ("actual", f.actual),
+        ("first seen", f"run {f.first_seen_run}"), ("last seen", f"run {f.last_seen_run}"),
+    ]))
+    out.print()
+    out.print(Text(f.explanation))
+    if category is not None:
+        out.print(Text(f"{f.category}: {category.definition}", style="dim"))
+    evidence = json.loads(f.evidence)
+    out.print()
+    out.print(Text(f"Evidence ({len(evidence)} record{'s' if len(evidence) != 1 else ''})", style="bold"))
+    for e in evidence:
+        out.print(Text(f"{e['table']} {e['key']} — {e['source'] or '?'} {e['source_ref'] or ''}".rstrip(),
+                       style="bold"))
+        out.print(_evidence_table(e["table"], e["record"]))
+    out.print(Text("History", style="bold"))
+    for ev in events:
+        note = f"  ({ev.note})" if ev.note else ""
+        run = f" run {ev.run_id}" if ev.run_id is not None else ""
+        out.print(Text(f"{ev.at:%Y-%m-%d %H:%M:%S} {ev.actor}{run}: {ev.from_status or '-'} -> {ev.to_status}"
+                       f"{note}"))
 
 
 @findings_app.command("export")
 def findings_export(
     output: Path = typer.Option(..., "--output", "-o", help="File to write."),
-    fmt: str = typer.Option("csv", "--format", help="csv | json | xlsx"),
+    fmt: ExportFormat = typer.Option(ExportFormat.CSV, "--format", case_sensitive=False, help="File format."),
     config: Path = CONFIG_OPT,
-    status: list[str] = typer.Option(["open"], help="Statuses to export (repeatable)."),
+    status: list[str] = typer.Option(["open"], "--status", help=STATUS_HELP),
 ) -> None:
-    """Export findings ordered by money at risk (CSV, JSON or XLSX)."""
+    """Export findings, largest money at risk first, to CSV, JSON or XLSX (spreadsheet-safe)."""
     from tieout.reports.export import export_findings
 
-    rows = _store(config).findings(status=status)
+    with _open_store(config) as store:
+        rows = store.findings(status=_statuses(status))
     n = export_findings(rows, output, fmt)
-    out.print(f"wrote {n} findings to {output}")
+    _out().print(f"wrote {n} findings to {output}")
 
 
 @app.command()
-def quarantine(config: Path = CONFIG_OPT, limit: int = typer.Option(50)) -> None:
-    """Rows the last run quarantined: file:line, column, value, reason."""
-    store = _store(config)
-    last = store.last_run()
-    if last is None:
-        out.print("no run yet")
-        return
-    t = Table(title=f"quarantined rows of run {last.run_id}")
-    for col in ("where", "column", "value", "reason"):
-        t.add_column(col)
-    for q in store.quarantine(last.run_id, limit):
-        t.add_row(f"{q.file}:{q.line}", q.column_name or "", q.value or "", q.reason)
+def quarantine(
+    config: Path = CONFIG_OPT,
+    run: int | None = typer.Option(None, "--run", help="Run id (default: the last run)."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many rows."),
+) -> None:
+    """Rows a run quarantined: file:line, column, value and reason."""
+    out = _out()
+    with _open_store(config) as store:
+        if run is None:
+            last = store.last_run()
+            if last is None:
+                out.print(f"no run yet: tieout run -c {config}")
+                return
+            run = last.run_id
+        rows = store.quarantine(run, limit)
+    t = Table(title=f"{len(rows)} quarantined rows of run {run}" + (f" (first {limit})" if len(rows) == limit else ""))
+    for col in ("where", "table", "column", "value", "reason"):
+        t.add_column(col, overflow="fold")
+    for q in rows:
+        add_row(t, Text(f"{q.file}:{q.line}"), q.table_name, Text(q.column_name or ""), Text(q.value or ""),
+                  Text(q.reason))
     out.print(t)
 
 
 @app.command()
 def checks() -> None:
-    """The built-in checks, their categories and parameters (from the registry)."""
+    """The built-in checks: what each verifies, the categories it raises, its parameters."""
+    from tieout.checks import CHECKS
+    from tieout.init_config import field_docs, summary, yaml_value
+
+    out = _out()
+    for c in CHECKS.values():
+        out.print(Text(c.name, style="bold"))
+        out.print(Text(summary(c.doc)))
+        out.print(Text(f"needs: {', '.join(c.tables)}"))
+        out.print(Text(f"categories: {', '.join(c.categories)}"))
+        t = Table(title=None)
+        for col in ("parameter", "type", "default", "description"):
+            t.add_column(col, overflow="fold")
+        for p in field_docs(c.params):
+            add_row(t, p.name, p.type_text, "required" if p.required else yaml_value(p.default), Text(p.description))
+        out.print(t)
+
+
+def raised_by() -> dict[str, list[str]]:
+    """category -> the checks that raise it, read from the check registry."""
+    from tieout.categories import CATEGORIES
     from tieout.checks import CHECKS
 
-    for c in CHECKS.values():
-        out.print(f"[bold]{c.name}[/bold]: {c.doc}")
-        out.print(f"  categories: {', '.join(c.categories)}")
-        for name, field in c.params.model_fields.items():
-            out.print(f"  {name} = {field.default!r}: {field.description or ''}")
+    return {name: [c.name for c in CHECKS.values() if name in c.categories] for name in CATEGORIES}
+
+
+def categories_markdown() -> str:
+    """docs/categories.md, generated from the category and check registries."""
+    from tieout.categories import CATEGORIES
+
+    checks = raised_by()
+
+    lines = [
+        "# Finding categories",
+        "",
+        "Generated by `tieout categories --markdown > docs/categories.md` from `tieout.categories`;",
+        "`tests/test_docs.py` fails when this file and the registry disagree. *Reserved* categories",
+        "are part of the vocabulary but no built-in check raises them yet.",
+        "",
+        "| category | definition | raised by | owning team |",
+        "|---|---|---|---|",
+    ]
+    for c in CATEGORIES.values():
+        definition = c.definition.replace("|", "\\|")
+        by = ", ".join(checks[c.name]) or "*reserved*"
+        lines.append(f"| `{c.name}` | {definition} | {by} | {c.team} |")
+    return "\n".join(lines) + "\n"
 
 
 @app.command()
-def categories() -> None:
-    """The finding-category vocabulary (from the registry)."""
+def categories(markdown: bool = typer.Option(False, "--markdown", help="Print the table of docs/categories.md.")
+               ) -> None:
+    """The finding-category vocabulary: definition, checks that raise it, owning team."""
     from tieout.categories import CATEGORIES
 
+    if markdown:
+        sys.stdout.write(categories_markdown())
+        return
+    checks = raised_by()
+    t = Table(title=f"{len(CATEGORIES)} finding categories")
+    for col in ("category", "raised by", "team", "definition"):
+        t.add_column(col, overflow="fold")
     for c in CATEGORIES.values():
-        out.print(f"[bold]{c.name}[/bold] ({c.raised_by or 'reserved'}): {c.definition}")
+        add_row(t, c.name, ", ".join(checks[c.name]) or "reserved", c.team, c.definition)
+    _out().print(t)
 
 
-def main() -> None:
+@sources_app.command("formats")
+def sources_formats() -> None:
+    """The file formats tieout reads, the canonical table each fills and what it expects."""
+    from tieout.init_config import summary
+    from tieout.sources import FORMATS
+
+    t = Table(title="Source formats (`format:` of a source in tieout.yaml)")
+    for col in ("format", "table", "system", "description"):
+        t.add_column(col, overflow="fold")
+    for f in FORMATS.values():
+        add_row(t, f.name, f.table or "(set `table:`)", f.system or "", Text(summary(f.doc)))
+    _out().print(t)
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def _report_error(exc: TieoutError, debug: bool) -> None:
+    err = _err()
+    if debug:
+        err.print(Text("".join(traceback.format_exception(exc)).rstrip()), soft_wrap=True)
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    err.print(Text(lines[0], style="bold red"), soft_wrap=True)
+    for line in lines[1:]:
+        err.print(Text(line), soft_wrap=True)
+
+
+def _report_internal(exc: BaseException, debug: bool) -> None:
+    err = _err()
+    if debug:
+        err.print(Text("".join(traceback.format_exception(exc)).rstrip()), soft_wrap=True)
+    message = str(exc).strip().splitlines()
+    first = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    hint = "" if debug else " (run with --debug for the traceback)"
+    err.print(Text(f"internal error: {first}{hint}", style="bold red"), soft_wrap=True)
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code; never raises."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = False
     try:
-        app(standalone_mode=False)
+        # Standalone mode: Typer reports usage errors itself (exit 2) and turns typer.Exit into SystemExit.
+        app(args=args, prog_name="tieout", standalone_mode=True)
+    except SystemExit as exc:
+        return _system_exit_code(exc)
     except TieoutError as exc:
-        if _state["debug"]:
-            traceback.print_exc()
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-        sys.exit(int(exc.exit_code))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here too
-        import click
+        _report_error(exc, _state["debug"] or "--debug" in args)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        _err().print("aborted")
+        return 130
+    except Exception as exc:
+        _report_internal(exc, _state["debug"] or "--debug" in args)
+        return ExitCode.INTERNAL
+    return ExitCode.CLEAN
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(ExitCode.BAD_INPUT)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if _state["debug"]:
-            traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err.print(f"[red]internal error:[/red] {first} (run with --debug for the traceback)")
-        sys.exit(ExitCode.INTERNAL)
-    sys.exit(0)
+
+def _system_exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return ExitCode.CLEAN
+    if isinstance(exc.code, int):
+        return exc.code
+    _err().print(Text(str(exc.code), style="bold red"), soft_wrap=True)
+    return ExitCode.INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point (`tieout`)."""
+    sys.exit(run_cli(argv))
