@@ -6,12 +6,14 @@ check's own parameter model (see `checks.registry`), using `Config.where` for th
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -61,6 +63,26 @@ class SourceConfig(_Section):
     sheet: str | None = Field(None, description="XLSX sheet name (first sheet when absent).")
     options: dict[str, Any] = Field(default_factory=dict, description="Format-specific options.")
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding '{value}' (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value.upper() == "UTC":
+            return "UTC"
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (an IANA name such as America/New_York)") from None
+        return value
+
 
 class SeverityConfig(_Section):
     """Severity from money at risk, in major units of the finding's currency."""
@@ -89,6 +111,15 @@ class Config(_Section):
     _path: Path = PrivateAttr(default=Path("tieout.yaml"))
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from tieout.engines import engine_names  # the engine registry; imported late to keep config light
+
+        if value not in engine_names():
+            raise ValueError(f"unknown engine '{value}' (known: {', '.join(engine_names())})")
+        return value
+
     @field_validator("home_currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:
@@ -107,11 +138,7 @@ class Config(_Section):
 
     def where(self, loc: Location) -> str:
         """'tieout.yaml:12' for the YAML node at `loc` (or its nearest known parent)."""
-        probe = tuple(loc)
-        while probe and probe not in self._lines:
-            probe = probe[:-1]
-        line = self._lines.get(probe)
-        return f"{self._path.name}:{line}" if line else self._path.name
+        return _where(self._path, self._lines, loc)
 
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
@@ -129,39 +156,97 @@ class Config(_Section):
 _ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
-def _line_map(node: yaml.Node, loc: Location, out: dict[Location, int]) -> None:
+def _line_map(node: yaml.Node, loc: Location, out: dict[Location, int], path: Path) -> None:
     out.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*loc, str(key.value))
-            out[child] = key.start_mark.line + 1
-            _line_map(value, child, out)
+            line = key.start_mark.line + 1
+            if child in out:  # PyYAML keeps the last value silently; a repeated key is a typo
+                dotted = ".".join(str(p) for p in child)
+                raise ConfigError(f"{path.name}:{line}: {dotted}: duplicate key (first at line {out[child]})")
+            out[child] = line
+            _line_map(value, child, out, path)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_map(item, (*loc, i), out)
+            _line_map(item, (*loc, i), out, path)
 
 
-def _expand_env(value: Any, where: str) -> Any:
+def _where(path: Path, lines: dict[Location, int], loc: Location) -> str:
+    probe = tuple(loc)
+    while probe and probe not in lines:
+        probe = probe[:-1]
+    line = lines.get(probe)
+    return f"{path.name}:{line}" if line else path.name
+
+
+def _dotted(loc: Location) -> str:
+    return ".".join(str(p) for p in loc) or "(root)"
+
+
+def _expand_env(value: Any, loc: Location, path: Path, lines: dict[Location, int]) -> Any:
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in os.environ:
-                raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
+                raise ConfigError(f"{_where(path, lines, loc)}: {_dotted(loc)}: environment variable "
+                                  f"${{{name}}} is not set")
             return os.environ[name]
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, where) for k, v in value.items()}
+        return {k: _expand_env(v, (*loc, str(k)), path, lines) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, where) for v in value]
+        return [_expand_env(v, (*loc, i), path, lines) for i, v in enumerate(value)]
     return value
+
+
+def _data_loc(data: Any, loc: Location) -> Location:
+    """`loc` without pydantic's union-member tags ('str', 'list[str]'), which name no YAML node."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            node = node[part]
+        elif i < len(loc) - 1 or not isinstance(node, dict):
+            continue  # a tag, not a key of the document
+        out.append(part)
+    return tuple(out)
+
+
+def _validation_message(exc: ValidationError, data: Any, path: Path, lines: dict[Location, int]) -> str:
+    problems: dict[Location, list[str]] = {}
+    for err in exc.errors():
+        loc = _data_loc(data, tuple(err["loc"]))
+        msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else str(err["msg"])
+        msg = msg.removeprefix("Value error, ")
+        problems.setdefault(loc, [])
+        if msg not in problems[loc]:
+            problems[loc].append(msg)
+    loc, msgs = next(iter(problems.items()))
+    message = msgs[0] if len(msgs) == 1 else "; or ".join(msgs)  # a union: each alternative's complaint
+    more = len(problems) - 1
+    tail = f"\n({more} more problem{'s' if more > 1 else ''} after fixing this one)" if more else ""
+    return f"{_where(path, lines, loc)}: {_dotted(loc)}: {message}{tail}"
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without implicit timestamps: `as_of: 2026-13-40` then fails validation with its line
+    (PyYAML's own date constructor raises a bare ValueError), and dates are parsed by pydantic."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def parse_config(text: str, path: Path) -> Config:
     """Validate YAML text; `path` is used for messages and to resolve relative paths."""
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -169,34 +254,24 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(f"{path.name}{line}: not valid YAML: {problem}") from None
     lines: dict[Location, int] = {}
     if node is not None:
-        _line_map(node, (), lines)
+        _line_map(node, (), lines, path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}:1: the top level must be a mapping of sections")
-    data = _expand_env(data, path.name)
+    data = _expand_env(data, (), path, lines)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        probe = loc
-        while probe and probe not in lines:
-            probe = probe[:-1]
-        at = lines.get(probe)
-        where = f"{path.name}:{at}" if at else path.name
-        key = ".".join(str(p) for p in loc) or "(root)"
-        message = "unknown key (not allowed here)" if first["type"] == "extra_forbidden" else first["msg"]
-        more = len(exc.errors()) - 1
-        tail = f"\n({more} more problem{'s' if more > 1 else ''} after fixing this one)" if more else ""
-        raise ConfigError(f"{where}: {key}: {message}{tail}") from None
+        raise ConfigError(_validation_message(exc, data, path, lines)) from None
     cfg._path = path
     cfg._lines = lines
-    names = [s.name for s in cfg.sources]
-    for i, name in enumerate(names):
-        if names.index(name) != i:
+    seen: dict[str, int] = {}
+    for i, src in enumerate(cfg.sources):
+        if src.name in seen:
             raise ConfigError(f"{cfg.where(('sources', i, 'name'))}: sources.{i}.name: duplicate source "
-                              f"name '{name}'")
+                              f"name '{src.name}' (first is sources.{seen[src.name]})")
+        seen[src.name] = i
     return cfg
 
 

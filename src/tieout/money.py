@@ -6,7 +6,8 @@ No float ever holds an amount.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 # ISO 4217 active codes. Exponent 2 unless listed in the exception tables below.
 _ISO_CODES = ["AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG"]
@@ -47,30 +48,45 @@ def currency_exponent(code: str) -> int:
         raise MoneyError(f"unknown currency '{code}' (not an ISO-4217 code)") from None
 
 
+# An amount once blanks and currency symbols are removed: an optional sign, or parentheses (a
+# negative), around plain digits or digits grouped by threes, then an optional fraction. ASCII digits
+# only ('١٢' is not an amount in an export). Shared with `normalize`, which applies it on the engine
+# (RE2 syntax), so a file and a Python caller accept exactly the same texts.
+_NUMBER = r"(?:[0-9]+(?:D[0-9]*)?|D[0-9]+|[0-9]{1,3}(?:G[0-9]{3})+(?:D[0-9]*)?)"
+
+
+def amount_pattern(decimal_separator: str = ".") -> str:
+    """Anchored regular expression (Python and RE2) of an amount text without blanks or symbols."""
+    group = "," if decimal_separator == "." else "."
+    number = _NUMBER.replace("D", re.escape(decimal_separator)).replace("G", re.escape(group))
+    return rf"^(?:\({number}\)|[-+]?{number})$"
+
+
+_AMOUNT = {sep: re.compile(amount_pattern(sep)) for sep in (".", ",")}
+
+
 def parse_decimal(text: str, decimal_separator: str = ".") -> Decimal:
-    """Parse an amount as finance exports write it: '1,250.00', '$(250.00)', '-250', '1.250,00'."""
+    """Parse an amount as finance exports write it: '1,250.00', '$(250.00)', '-250', '1.250,00'.
+
+    Thousands separators must group digits by three: '12,5' is rejected (it is a European decimal
+    comma read with the wrong separator), as is '1.250,00' unless `decimal_separator=','`.
+    """
     raw = text
     s = text.strip().replace("\u00a0", "").replace(" ", "")
     for symbol in "$€£¥":
         s = s.replace(symbol, "")
-    negative = False
-    if s.startswith("(") and s.endswith(")"):
-        negative, s = True, s[1:-1]
-    if s.startswith("-"):
-        negative, s = not negative, s[1:]
-    elif s.startswith("+"):
-        s = s[1:]
-    if decimal_separator == ",":
-        s = s.replace(".", "").replace(",", ".")
-    else:
-        s = s.replace(",", "")
-    if not s or not all(c.isdigit() or c == "." for c in s) or s.count(".") > 1:
+    if not _AMOUNT[decimal_separator].fullmatch(s):
         raise MoneyError(f"'{raw}' is not a number")
-    try:
-        value = Decimal(s)
-    except InvalidOperation:
-        raise MoneyError(f"'{raw}' is not a number") from None
-    return -value if negative else value
+    negative = s.startswith(("(", "-"))
+    s = s.strip("()+-")
+    group, point = (",", ".") if decimal_separator == "." else (".", ",")
+    value = Decimal(s.replace(group, "").replace(point, "."))
+    return value.copy_negate() if negative else value  # exact; unary minus rounds to 28 digits
+
+
+def _exact_context(amount: Decimal, exp: int) -> Context:
+    """A context wide enough that scaling `amount` by 10**exp never rounds (the default keeps 28 digits)."""
+    return Context(prec=max(28, len(amount.as_tuple().digits) + exp + 2))
 
 
 def to_minor_units(amount: Decimal, currency: str, rounding: str | None = None) -> int:
@@ -80,8 +96,11 @@ def to_minor_units(amount: Decimal, currency: str, rounding: str | None = None) 
     currency); with a rounding mode (e.g. ROUND_HALF_UP) it is rounded at the currency's exponent.
     """
     exp = currency_exponent(currency)
-    scaled = amount.scaleb(exp)
-    integral = scaled.to_integral_value(rounding=rounding or ROUND_HALF_UP)
+    if not amount.is_finite():
+        raise MoneyError(f"'{amount}' is not an amount")
+    ctx = _exact_context(amount, exp)
+    scaled = amount.scaleb(exp, context=ctx)
+    integral = scaled.to_integral_value(rounding=rounding or ROUND_HALF_UP, context=ctx)
     if rounding is None and integral != scaled:
         raise MoneyError(f"{amount} has more than {exp} decimal places allowed for {currency.upper()}")
     return int(integral)
@@ -91,8 +110,9 @@ def format_minor(minor: int, currency: str) -> str:
     """'USD 1,234.50' for 123450 USD; 'JPY 71,000' for 71000 JPY."""
     exp = currency_exponent(currency)
     sign = "-" if minor < 0 else ""
-    value = Decimal(abs(minor)).scaleb(-exp)
-    return f"{currency.upper()} {sign}{value:,.{exp}f}"
+    units, cents = divmod(abs(minor), 10**exp)  # integer arithmetic: exact for any size
+    fraction = f".{cents:0{exp}d}" if exp else ""
+    return f"{currency.upper()} {sign}{units:,}{fraction}"
 
 
 def major_to_minor_threshold(major: Decimal, currency: str) -> int:

@@ -7,6 +7,7 @@ file, line and column. Nothing here drops a row.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,12 +19,16 @@ from tieout.config import SourceConfig
 from tieout.engines.base import Engine
 from tieout.errors import ConfigError, InputError
 from tieout.model import Kind, Table
-from tieout.money import CURRENCY_EXPONENTS
+from tieout.money import CURRENCY_EXPONENTS, amount_pattern
 from tieout.sources.base import RawFrame, SourceFormat
 
 UTC_TS = dt.Timestamp(timezone="UTC")
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
+# A time of day followed by a UTC offset: 'T03:30:00Z', ' 03:30:00+02:00', ' 03:30:00.5+00'
+_OFFSET = r"\s*(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+_TIME_WITH_OFFSET = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?" + _OFFSET
+_OFFSET_PARTS = r"([+-])([0-9]{2}):?([0-9]{2})?$"
 _NON_CENT_EXPONENTS = {code: exp for code, exp in CURRENCY_EXPONENTS.items() if exp != 2}
 
 
@@ -32,6 +37,7 @@ class Mapping_:
     """The effective mapping of one source onto one canonical table."""
 
     columns: dict[str, tuple[str, ...]]  # canonical -> source columns (first non-empty wins)
+    configured: frozenset[str]  # canonical columns the user mapped under `columns:` (must exist)
     constants: dict[str, str]
     value_maps: dict[str, dict[str, str]]
     amount_unit: str
@@ -60,6 +66,7 @@ def effective_mapping(src: SourceConfig, fmt: SourceFormat, table: Table, found:
         value_maps.setdefault(canon, {}).update({k.strip().lower(): v for k, v in vm.items()})
     return Mapping_(
         columns=columns,
+        configured=frozenset(src.columns),
         constants=constants,
         value_maps=value_maps,
         amount_unit=src.amount_unit or fmt.amount_unit,
@@ -67,12 +74,20 @@ def effective_mapping(src: SourceConfig, fmt: SourceFormat, table: Table, found:
     )
 
 
-def check_columns(raw: RawFrame, mapping: Mapping_, table: Table) -> None:
-    """A required canonical column with no source column is a file-level error (line 1: header)."""
+def check_columns(raw: RawFrame, mapping: Mapping_, table: Table) -> Mapping_:
+    """The mapping restricted to columns the file has.
+
+    A column the user mapped, or one a required canonical column needs, that the file lacks is a
+    file-level error (line 1: the header). A format's optional column may be absent: vendors' reports
+    include some columns only on request (Stripe's `invoice_id`, `automatic_payout_id`...).
+    """
     present = set(raw.columns)
+    kept: dict[str, tuple[str, ...]] = {}
     for canon, names in mapping.columns.items():
-        missing = [n for n in names if n not in present]
-        if len(missing) == len(names):
+        found = tuple(n for n in names if n in present)
+        if found:
+            kept[canon] = found
+        elif canon in mapping.configured or table.column(canon).required:
             raise InputError(
                 raw.file,
                 f"missing column '{names[0]}' (mapped to {table.name}.{canon}); "
@@ -80,13 +95,14 @@ def check_columns(raw: RawFrame, mapping: Mapping_, table: Table) -> None:
                 line=1,
             )
     for col in table.columns:
-        if col.required and col.name not in mapping.columns and col.name not in mapping.constants:
+        if col.required and col.name not in kept and col.name not in mapping.constants:
             raise InputError(
                 raw.file,
                 f"no column for required {table.name}.{col.name}: add a column named '{col.name}' or "
                 f"map one under `columns:`; found: {', '.join(raw.columns) or 'no columns'}",
                 line=1,
             )
+    return dataclasses.replace(mapping, columns=kept)
 
 
 def _source_text(raw: ir.Table, names: tuple[str, ...], present: set[str]) -> ir.StringValue:
@@ -94,15 +110,14 @@ def _source_text(raw: ir.Table, names: tuple[str, ...], present: set[str]) -> ir
     return parts[0] if len(parts) == 1 else ibis.coalesce(*parts)
 
 
-def _money_text(text: ir.StringValue, decimal_separator: str) -> ir.StringValue:
+def _money_text(text: ir.StringValue, decimal_separator: str) -> tuple[ir.BooleanValue, ir.StringValue]:
+    """(is an amount, the amount as a plain signed decimal text), by `money.amount_pattern`."""
     s = text.re_replace(r"[\s\x{00A0}$€£¥]", "")
-    if decimal_separator == ",":
-        s = s.replace(".", "").replace(",", ".")
-    else:
-        s = s.replace(",", "")
-    paren = s.startswith("(") & s.endswith(")")
-    s = ibis.ifelse(paren, "-" + s.substr(1, s.length() - 2), s)
-    return s.replace("--", "")
+    valid = s.re_search(amount_pattern(decimal_separator))
+    group, point = (",", ".") if decimal_separator == "." else (".", ",")
+    s = s.replace(group, "").replace(point, ".")
+    paren = s.startswith("(")
+    return valid, ibis.ifelse(paren, "-" + s.substr(1, s.length() - 2), s)
 
 
 def _scale(currency: ir.StringValue) -> ir.IntegerValue:
@@ -121,13 +136,47 @@ def _quote(text: ir.StringValue) -> ir.StringValue:
     return "'" + text.substr(0, 60) + "'"
 
 
+def _prepare(
+    engine: Engine, kind: Kind, text: ir.StringValue, mapping: Mapping_, col_name: str, src: SourceConfig
+) -> dict[str, ir.Value]:
+    """Intermediate values a kind's parse uses several times, computed once in their own projection.
+
+    Without this stage each use would inline the whole expression and the SQL of a wide table
+    grows to hundreds of kilobytes, which DuckDB takes seconds to plan.
+    """
+    if kind is Kind.MONEY:
+        valid, cleaned = _money_text(text, src.decimal_separator)
+        return {
+            "number": ibis.ifelse(valid, cleaned, ibis.null(dt.string)).try_cast(dt.Decimal(38, 9)),
+            # DECIMAL(38, 9) would round a tenth decimal away silently: such a text is too precise
+            "beyond_scale": cleaned.re_extract(r"\.([0-9]*?)0*$", 1).length() > 9,
+        }
+    if kind in (Kind.TIMESTAMP, Kind.DATE):
+        has_offset = text.re_search(_TIME_WITH_OFFSET)
+        local_text = ibis.ifelse(has_offset, text.re_replace(_OFFSET, ""), text)
+        sign = ibis.ifelse(text.re_extract(_OFFSET_PARTS, 1) == "-", -1, 1)
+        hours = text.re_extract(_OFFSET_PARTS, 2).nullif("").cast(dt.int64).fill_null(0)
+        minutes = text.re_extract(_OFFSET_PARTS, 3).nullif("").cast(dt.int64).fill_null(0)
+        return {
+            "parsed": _parse_datetime(engine, local_text, mapping.date_formats),
+            "has_offset": has_offset,
+            "offset_minutes": sign * (hours * 60 + minutes),
+        }
+    if kind in (Kind.ENUM, Kind.BOOL):
+        low = text.lower()
+        vm = mapping.value_maps.get(col_name, {})
+        return {"value": low.substitute(vm, else_=low) if vm and kind is Kind.ENUM else low}
+    return {}
+
+
 def _parse(
     engine: Engine,
     kind: Kind,
     text: ir.StringValue,
     currency: ir.StringValue | None,
+    scale: ir.IntegerValue | None,
+    pre: Mapping[str, ir.Value],
     mapping: Mapping_,
-    col_name: str,
     vocabulary: tuple[str, ...],
     src: SourceConfig,
 ) -> _Parsed:
@@ -141,19 +190,20 @@ def _parse(
         bad = present & ~code.isin(sorted(CURRENCY_EXPONENTS))
         return _Parsed(code, bad, "unknown currency " + _quote(text) + " (not an ISO-4217 code)")
     if kind is Kind.MONEY:
-        assert currency is not None
-        cleaned = _money_text(text, src.decimal_separator)
-        number = cleaned.try_cast(dt.Decimal(38, 9))
+        assert currency is not None and scale is not None, "a table with money has a currency column"
+        number: ir.DecimalValue = pre["number"]
+        # bounded before scaling: DECIMAL(38, 9) times 10**exp overflows (a query error) past ~10**28
+        bounded = ibis.ifelse(number.abs() <= 10**18, number, ibis.null(dt.Decimal(38, 9)))
         if mapping.amount_unit == "minor":
-            minor_dec = number
+            minor_dec = bounded
             precision_msg = " is not a whole number of minor units"
         else:
-            minor_dec = number * _scale(currency)
+            minor_dec = bounded * scale
             precision_msg = " has more decimal places than its currency allows"
         not_number = present & number.isnull()
-        too_precise = present & number.notnull() & (minor_dec != minor_dec.round(0))
-        too_big = present & number.notnull() & (minor_dec.abs() > 9_000_000_000_000_000)
-        bad = not_number | too_precise | too_big
+        too_big = present & number.notnull() & (minor_dec.isnull() | (minor_dec.abs() > 9_000_000_000_000_000))
+        too_precise = present & number.notnull() & ((minor_dec != minor_dec.round(0)) | pre["beyond_scale"])
+        bad = not_number | too_big | too_precise
         reason = ibis.cases(
             (not_number, _quote(text) + " is not a number"),
             (too_big, _quote(text) + " is too large"),
@@ -162,28 +212,32 @@ def _parse(
         value = ibis.ifelse(bad, ibis.null(dt.int64), minor_dec.round(0).cast(dt.int64))
         return _Parsed(value, bad, reason)
     if kind in (Kind.TIMESTAMP, Kind.DATE):
-        parsed = _parse_datetime(engine, text, mapping.date_formats)
+        parsed: ir.TimestampValue = pre["parsed"]
         bad = present & parsed.isnull()
         reason = _quote(text) + " is not a date/time in a known format (" + ", ".join(mapping.date_formats) + ")"
         if kind is Kind.DATE:
             return _Parsed(parsed.date(), bad, reason)
-        return _Parsed(engine.local_to_utc(parsed, src.timezone), bad, reason)
+        # an explicit offset ('Z', '+02:00', '+00' from a typed Parquet column) wins over `timezone:`
+        offset: ir.IntegerValue = pre["offset_minutes"]
+        shifted = parsed - offset.as_interval("m")
+        value = ibis.ifelse(pre["has_offset"], engine.local_to_utc(shifted, "UTC"),
+                            engine.local_to_utc(parsed, src.timezone))
+        return _Parsed(value, bad, reason)
     if kind is Kind.INTEGER:
-        number = text.replace(",", "").try_cast(dt.int64)
-        return _Parsed(number, present & number.isnull(), _quote(text) + " is not a whole number")
+        integer = text.replace(",", "").try_cast(dt.int64)
+        return _Parsed(integer, present & integer.isnull(), _quote(text) + " is not a whole number")
     if kind is Kind.DECIMAL:
-        number = text.replace("%", "").try_cast(dt.Decimal(18, 6))
-        return _Parsed(number, present & number.isnull(), _quote(text) + " is not a number")
+        ratio = text.replace("%", "").try_cast(dt.Decimal(18, 6))
+        return _Parsed(ratio, present & ratio.isnull(), _quote(text) + " is not a number")
     if kind is Kind.BOOL:
-        low = text.lower()
-        value = ibis.cases((low.isin(_TRUE), True), (low.isin(_FALSE), False), else_=ibis.null(dt.boolean))
-        return _Parsed(value, present & value.isnull(), _quote(text) + " is not true/false")
+        low: ir.StringValue = pre["value"]
+        flag = ibis.cases((low.isin(_TRUE), True), (low.isin(_FALSE), False), else_=ibis.null(dt.boolean))
+        return _Parsed(flag, present & flag.isnull(), _quote(text) + " is not true/false")
     if kind is Kind.ENUM:
-        low = text.lower()
-        vm = mapping.value_maps.get(col_name, {})
-        value = low.substitute(vm, else_=low) if vm else low
-        bad = present & ~value.isin(list(vocabulary))
-        return _Parsed(value, bad, "unknown value " + _quote(text) + " (expected one of " + ", ".join(vocabulary) + ")")
+        mapped: ir.StringValue = pre["value"]
+        bad = present & ~mapped.isin(list(vocabulary))
+        expected = " (expected one of " + ", ".join(vocabulary) + ")"
+        return _Parsed(mapped, bad, "unknown value " + _quote(text) + expected)
     raise AssertionError(f"unhandled kind {kind}")
 
 
@@ -220,8 +274,7 @@ def normalize(
     engine: Engine, raw: RawFrame, src: SourceConfig, fmt: SourceFormat, table: Table, system: str
 ) -> ir.Table:
     """Canonical columns + source/source_ref + `_file`, `_line` and the first error of each row."""
-    mapping = effective_mapping(src, fmt, table, raw.columns)
-    check_columns(raw, mapping, table)
+    mapping = check_columns(raw, effective_mapping(src, fmt, table, raw.columns), table)
     t = raw.table
     present = set(raw.columns)
 
@@ -236,33 +289,60 @@ def normalize(
         else:
             texts[col.name] = ibis.null(dt.string)
 
-    currency_text = texts.get("currency")
-    currency = currency_text.upper() if currency_text is not None else None
+    # Staged projections (texts -> intermediates -> values and error flags -> first error): each
+    # stage refers to the previous one by column name, so the SQL stays linear in the table width.
+    t1 = t.select(_line=t["_line"].cast(dt.int64), **{f"_t_{name}": text for name, text in texts.items()})
+
+    def text_of(tt: ir.Table, name: str) -> ir.StringValue:
+        return tt[f"_t_{name}"]
+
+    prepared = {
+        f"_p_{col.name}_{key}": value
+        for col in table.columns
+        for key, value in _prepare(engine, col.kind, text_of(t1, col.name), mapping, col.name, src).items()
+    }
+    if "currency" in texts:
+        prepared["_scale"] = _scale(text_of(t1, "currency").upper())
+    t2 = t1.select(*t1.columns, **prepared)
+    currency = text_of(t2, "currency").upper() if "currency" in texts else None
+    scale: ir.IntegerValue | None = t2["_scale"] if "currency" in texts else None
+
     values: dict[str, ir.Value] = {}
-    errors: list[tuple[ir.BooleanValue, str, ir.StringValue, ir.StringValue]] = []
+    flags: dict[str, ir.Value] = {}
+    errors: list[tuple[str, str, bool]] = []  # flag column, canonical column, whether to show the text
     for col in table.columns:
-        text = texts[col.name]
+        text = text_of(t2, col.name)
         if col.required:
-            errors.append((text.isnull(), col.name, ibis.literal(""), ibis.literal("required value is empty")))
-        parsed = _parse(engine, col.kind, text, currency, mapping, col.name, col.vocabulary, src)
+            flag = f"_e{len(errors)}"
+            flags[flag], flags[f"{flag}_why"] = text.isnull(), ibis.literal("required value is empty")
+            errors.append((flag, col.name, False))
+        prefix = f"_p_{col.name}_"
+        pre = {c[len(prefix):]: t2[c] for c in t2.columns if c.startswith(prefix)}
+        parsed = _parse(engine, col.kind, text, currency, scale, pre, mapping, col.vocabulary, src)
         values[col.name] = parsed.value.cast(ibis_type(col.kind))
         if parsed.error is not None and parsed.reason is not None:
-            errors.append((parsed.error, col.name, text, parsed.reason))
+            flag = f"_e{len(errors)}"
+            flags[flag], flags[f"{flag}_why"] = parsed.error, parsed.reason
+            errors.append((flag, col.name, True))
+    t3 = t2.select("_line", *(f"_t_{c}" for c in table.column_names), **values, **flags)
 
     if errors:
-        error_column = ibis.cases(*[(cond, ibis.literal(name)) for cond, name, _, _ in errors],
+        error_column = ibis.cases(*[(t3[flag], ibis.literal(name)) for flag, name, _ in errors],
                                   else_=ibis.null(dt.string))
-        error_value = ibis.cases(*[(cond, val) for cond, _, val, _ in errors], else_=ibis.null(dt.string))
-        error_reason = ibis.cases(*[(cond, why) for cond, _, _, why in errors], else_=ibis.null(dt.string))
+        error_value = ibis.cases(
+            *[(t3[flag], t3[f"_t_{name}"] if shown else ibis.literal("")) for flag, name, shown in errors],
+            else_=ibis.null(dt.string),
+        )
+        error_reason = ibis.cases(*[(t3[flag], t3[f"{flag}_why"]) for flag, _, _ in errors],
+                                  else_=ibis.null(dt.string))
     else:
         error_column = error_value = error_reason = ibis.null(dt.string)
-    line = t["_line"].cast(dt.int64)
-    return t.select(
-        **values,
+    return t3.select(
+        *values,
         source=ibis.literal(system),
-        source_ref=ibis.literal(raw.file + ":") + line.cast(dt.string),
+        source_ref=ibis.literal(raw.file + ":") + t3._line.cast(dt.string),
         _file=ibis.literal(raw.file),
-        _line=line,
+        _line=t3._line,
         _error_column=error_column,
         _error_value=error_value,
         _error_reason=error_reason,

@@ -6,11 +6,15 @@ not portably expose (lenient timestamp parsing, zone conversion) live in an engi
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from tieout.engines.base import Engine
 
 ENGINES: dict[str, Callable[[], Engine]] = {}
+# Engines shipped with tieout: name -> module that registers it when imported (imported on first use,
+# so naming an engine in the config does not load its driver).
+BUILTIN_ENGINES: dict[str, str] = {"duckdb": "tieout.engines.duckdb"}
 
 
 def register_engine(name: str) -> Callable[[Callable[[], Engine]], Callable[[], Engine]]:
@@ -21,15 +25,20 @@ def register_engine(name: str) -> Callable[[Callable[[], Engine]], Callable[[], 
     return deco
 
 
+def engine_names() -> list[str]:
+    """Names a config may use for `engine:`, sorted."""
+    return sorted(set(ENGINES) | set(BUILTIN_ENGINES))
+
+
 def create_engine(name: str) -> Engine:
     """A fresh engine session by registry name ('duckdb')."""
-    from tieout.engines import duckdb as _duckdb  # noqa: F401  (registers itself)
-
+    if name not in ENGINES and name in BUILTIN_ENGINES:
+        importlib.import_module(BUILTIN_ENGINES[name])
     try:
         factory = ENGINES[name]
     except KeyError:
-        raise KeyError(f"unknown engine '{name}' (known: {', '.join(sorted(ENGINES))})") from None
+        raise KeyError(f"unknown engine '{name}' (known: {', '.join(engine_names())})") from None
     return factory()
 
 
-__all__ = ["ENGINES", "Engine", "create_engine", "register_engine"]
+__all__ = ["BUILTIN_ENGINES", "ENGINES", "Engine", "create_engine", "engine_names", "register_engine"]

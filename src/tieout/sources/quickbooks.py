@@ -8,6 +8,7 @@ only splits the signed Amount into Debit/Credit text; parsing happens in normali
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from pathlib import Path
@@ -16,9 +17,9 @@ import pyarrow as pa
 
 from tieout.config import SourceConfig
 from tieout.engines.base import Engine
-from tieout.errors import InputError
+from tieout.errors import ConfigError, InputError
 from tieout.sources.base import RawFrame, SourceFormat, register_format
-from tieout.sources.tabular import ensure_not_empty
+from tieout.sources.tabular import decode_error, ensure_not_empty
 
 OUTPUT_COLUMNS = (
     "Entry ID", "Account", "Date", "Transaction Type", "Num", "Name", "Memo/Description", "Split",
@@ -35,14 +36,30 @@ def _unsigned(text: str) -> str:
     return text.replace("-", "").replace("(", "").replace(")", "").strip()
 
 
+def _records(text: str, shown: str) -> tuple[list[list[str]], list[int]]:
+    """CSV records and the physical line each starts on (a memo may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    starts: list[int] = []
+    start = 1
+    try:
+        for row in reader:
+            rows.append(row)
+            starts.append(start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InputError(shown, f"cannot be read as CSV: {exc}", line=start) from None
+    return rows, starts
+
+
 def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
     ensure_not_empty(path, shown)
+    encoding = codecs.lookup(src.encoding).name
     try:
-        text = path.read_bytes().decode("utf-8-sig" if src.encoding.lower() in ("utf-8", "utf8") else src.encoding)
+        text = path.read_bytes().decode("utf-8-sig" if encoding == "utf-8" else encoding)  # QBO writes a BOM
     except UnicodeDecodeError as exc:
-        raise InputError(shown, f"not valid {src.encoding}: {exc.reason}; set `encoding:` on source "
-                         f"'{src.name}'") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+        raise decode_error(path, shown, src, encoding, exc) from None
+    rows, starts = _records(text, shown)
     header_at = None
     for i, row in enumerate(rows[:20]):
         cells = [c.strip() for c in row]
@@ -54,8 +71,14 @@ def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str
                          "QuickBooks General Ledger export", line=1)
     header = [c.strip() for c in rows[header_at]]
     idx = {name: header.index(name) for name in header if name}
-    account_currencies: dict[str, str] = dict(src.options.get("account_currencies", {}))
-    manual_types = {t.lower() for t in src.options.get("manual_types", ["Journal Entry"])}
+    account_currencies = src.options.get("account_currencies", {})
+    manual = src.options.get("manual_types", ["Journal Entry"])
+    if not isinstance(account_currencies, dict):
+        raise ConfigError(f"source '{src.name}': options.account_currencies: expected a mapping "
+                          "of account name to currency, e.g. {Checking EUR: EUR}")
+    if not isinstance(manual, list) or not all(isinstance(t, str) for t in manual):
+        raise ConfigError(f"source '{src.name}': options.manual_types: expected a list of transaction types")
+    manual_types = {t.lower() for t in manual}
     account: str | None = None
     out: dict[str, list[str | None]] = {c: [] for c in OUTPUT_COLUMNS}
     lines: list[int] = []
@@ -64,7 +87,7 @@ def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str
         i = idx.get(name)
         return row[i].strip() if i is not None and i < len(row) else ""
 
-    for n, row in enumerate(rows[header_at + 1:], start=header_at + 2):
+    for n, row in zip(starts[header_at + 1:], rows[header_at + 1:], strict=True):
         if not any(c.strip() for c in row):
             continue
         first = row[0].strip() if row else ""
@@ -93,7 +116,7 @@ def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str
             "Debit": "" if negative else amount,
             "Credit": _unsigned(amount) if negative else "",
             "Journal Type": "manual" if txn_type.lower() in manual_types else "system",
-            "Currency": account_currencies.get(account, ""),
+            "Currency": str(account_currencies.get(account, "")),
         }
         for c in OUTPUT_COLUMNS:
             out[c].append(values[c])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
 import json
+import re
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,9 +16,14 @@ from tieout.engines.base import Engine
 from tieout.errors import InputError
 from tieout.sources.base import RawFrame, SourceFormat, register_format
 
+_UTF8 = ("utf-8", "utf8", "utf_8", "utf-8-sig", "utf_8_sig")
+_CHUNK = 1 << 22
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*\n")
+_DUCKDB_LINE = re.compile(r"\bLine: (\d+)")
+
 
 def _first_undecodable_line(path: Path, encoding: str) -> tuple[int, str] | None:
-    """(line, reason) of the first line that does not decode, reading in binary chunks."""
+    """(line, reason) of the first line that does not decode, reading in binary lines."""
     line = 1
     with path.open("rb") as fh:
         for raw in fh:
@@ -26,6 +35,100 @@ def _first_undecodable_line(path: Path, encoding: str) -> tuple[int, str] | None
     return None
 
 
+def decode_error(path: Path, shown: str, src: SourceConfig, encoding: str, exc: UnicodeDecodeError) -> InputError:
+    hint = ("if the file is Latin-1, Windows-1252 or UTF-16, set `encoding:`" if encoding in _UTF8
+            else "check `encoding:`")
+    name = "UTF-8" if encoding in _UTF8 else encoding
+    # line-by-line decoding is exact for UTF-8 and single-byte encodings, not for UTF-16/32
+    bad = _first_undecodable_line(path, encoding) if "16" not in encoding and "32" not in encoding else None
+    if bad is None:
+        return InputError(shown, f"not valid {name}: {exc.reason}; {hint} on source '{src.name}'")
+    return InputError(shown, f"not valid {name}: {bad[1]}; {hint} on source '{src.name}'", line=bad[0])
+
+
+def _check_utf8(path: Path, shown: str, src: SourceConfig) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as fh:
+        try:
+            while chunk := fh.read(_CHUNK):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise decode_error(path, shown, src, "utf-8", exc) from None
+
+
+def _transcode_to_utf8(path: Path, shown: str, src: SourceConfig, encoding: str, target: Path) -> None:
+    """DuckDB reads only UTF-8, UTF-16 and Latin-1: other encodings (cp1252...) are converted first."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with path.open("rb") as fh, target.open("w", encoding="utf-8", newline="") as out:
+        try:
+            while chunk := fh.read(_CHUNK):
+                out.write(decoder.decode(chunk))
+            out.write(decoder.decode(b"", final=True))
+        except UnicodeDecodeError as exc:
+            raise decode_error(path, shown, src, encoding, exc) from None
+
+
+def _needs_line_tracking(path: Path) -> bool:
+    """True when a record is not exactly one physical line: blank lines, or quoted fields spanning
+    lines. DuckDB skips the first and numbers records, not lines, so `_line` would drift."""
+    carry = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            buf = carry + chunk
+            cut = buf.rfind(b"\n") + 1
+            whole, carry = buf[:cut], buf[cut:]
+            if _BLANK_LINE.search(whole):
+                return True
+            if b'"' in whole and any(line.count(b'"') & 1 for line in whole.split(b"\n")):
+                return True
+    return carry.count(b'"') % 2 == 1
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", ";", "\t", "|")}
+    return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
+def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[str], list[list[str | None]], list[int]]:
+    """The slower exact reader: `_line` is the physical line where each record starts."""
+    header: list[str] = []
+    rows: list[list[str | None]] = []
+    lines: list[int] = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        first = fh.readline()
+        fh.seek(0)
+        reader = csv.reader(fh, delimiter=src.delimiter or _sniff_delimiter(first))
+        start = 1
+        try:
+            for row in reader:
+                line, start = start, reader.line_num + 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if not header:
+                    header = _unique_names(row)
+                    continue
+                if len(row) > len(header):
+                    raise InputError(shown, f"row has {len(row)} fields, the header has {len(header)}", line=line)
+                rows.append([c if c != "" else None for c in row])
+                lines.append(line)
+        except csv.Error as exc:
+            raise InputError(shown, f"cannot be read as CSV: {exc}", line=reader.line_num) from None
+    return header, rows, lines
+
+
+def _unique_names(row: list[str]) -> list[str]:
+    names: list[str] = []
+    for i, cell in enumerate(row):
+        name = cell.strip() or f"column{i}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.append(name)
+    return names
+
+
 def ensure_not_empty(path: Path, shown: str) -> None:
     if not path.exists():
         raise InputError(shown, "file not found")
@@ -35,21 +138,27 @@ def ensure_not_empty(path: Path, shown: str) -> None:
 
 def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
     ensure_not_empty(path, shown)
-    encoding = src.encoding.lower()
-    if encoding in ("utf-8", "utf8"):
-        bad = _first_undecodable_line(path, "utf-8")
-        if bad is not None:
-            raise InputError(
-                shown,
-                f"not valid UTF-8: {bad[1]}; if the file is Latin-1 or UTF-16, set `encoding:` on "
-                f"source '{src.name}'",
-                line=bad[0],
-            )
-    try:
-        table = engine.read_csv_text(path, encoding=encoding, delimiter=src.delimiter)
-    except Exception as exc:  # the engine's CSV errors are already specific; keep their first line
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(shown, f"cannot be read as CSV: {first}") from None
+    encoding = codecs.lookup(src.encoding).name  # normalized: 'latin-1' -> 'iso8859-1', 'utf8' -> 'utf-8'
+    with tempfile.TemporaryDirectory(prefix="tieout-csv-") as tmp:
+        text_path = path
+        if encoding in _UTF8:
+            _check_utf8(path, shown, src)
+        else:
+            text_path = Path(tmp) / "utf8.csv"
+            _transcode_to_utf8(path, shown, src, encoding, text_path)
+        if _needs_line_tracking(text_path):
+            header, rows, lines = _read_csv_by_line(text_path, shown, src)
+            if not header:
+                raise InputError(shown, "file has no header row", line=1)
+            table = engine.from_arrow("raw", _text_table(header, rows, lines))
+        else:
+            try:
+                table = engine.read_csv_text(text_path, encoding="utf-8", delimiter=src.delimiter)
+            except Exception as exc:  # the engine's CSV errors are specific; keep their first line
+                first = str(exc).strip().splitlines()[0]
+                at = _DUCKDB_LINE.search(str(exc))
+                raise InputError(shown, f"cannot be read as CSV: {first}",
+                                 line=int(at.group(1)) if at else None) from None
     cols = tuple(c for c in table.columns if c != "_line")
     return RawFrame(table, shown, cols)
 
