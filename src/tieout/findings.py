@@ -171,5 +171,10 @@ def build_findings(
     return findings
 
 
+def evidence_summary(items: list[dict[str, Any]]) -> str:
+    """'table:key@source_ref; ...': a finding's evidence in one cell (exports, notebooks)."""
+    return "; ".join(f"{e['table']}:{e['key']}@{e['source_ref']}" for e in items)
+
+
 def evidence_json(evidence: list[Evidence]) -> str:
     return json.dumps([asdict(e) for e in evidence], sort_keys=True, default=str)

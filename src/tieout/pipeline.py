@@ -22,7 +22,7 @@ from tieout.checks.registry import validate_check_names
 from tieout.config import Config
 from tieout.engines import create_engine
 from tieout.errors import ConfigError, QueryError
-from tieout.findings import Finding, build_findings
+from tieout.findings import Finding, build_findings, evidence_summary
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
@@ -63,7 +63,7 @@ class RunResult:
 
         rows = [f.as_dict() for f in self.findings]
         for r in rows:
-            r["evidence"] = "; ".join(f"{e['table']}:{e['key']}@{e['source_ref']}" for e in r["evidence"])
+            r["evidence"] = evidence_summary(r["evidence"])
         return pa.Table.from_pylist(rows)
 
 

@@ -74,6 +74,16 @@ def _pairs(ctx: CheckContext, p: GatewayBillingParams, gw_type: str, billing_typ
     )
 
 
+def _not_reflected(moves: ir.Table, category: str) -> ir.Table:
+    """Findings for gateway reversals (refunds, lost disputes) billing has no record of."""
+    return findings_table(
+        moves, category=category, subject=moves.txn_id, customer_id=moves.billing_customer,
+        currency=moves.currency, amount_at_risk=moves.gross, expected=None,
+        actual=moves.gross.abs().cast(dt.string), value_kind="money", period=month_of(moves.created_at),
+        evidence=refs(ref("gateway_transactions", moves.txn_id), ref("gateway_transactions", moves.charge_id)),
+    )
+
+
 def charge_payment_pairs(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     """Settled gateway charges paired with billing payments made through the gateway."""
     return _pairs(ctx, p, "charge", ["payment"], p.gateway_methods)
@@ -204,12 +214,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     ref_pairs = ctx.memo("gateway_billing.refund_pairs", lambda: _pairs(ctx, p, "refund", ["refund"]))
     refunds = gt.filter((gt.type == "refund") & (gt.status == "succeeded"))
     nr = refunds.anti_join(ref_pairs, refunds.txn_id == ref_pairs.left_id)
-    out.append(findings_table(
-        nr, category="refund_not_reflected", subject=nr.txn_id, customer_id=nr.billing_customer,
-        currency=nr.currency, amount_at_risk=nr.gross, expected=None, actual=nr.gross.abs().cast(dt.string),
-        value_kind="money", period=month_of(nr.created_at),
-        evidence=refs(ref("gateway_transactions", nr.txn_id), ref("gateway_transactions", nr.charge_id)),
-    ))
+    out.append(_not_reflected(nr, "refund_not_reflected"))
     won = gt.filter(gt.type == "dispute_reversal").select(won_charge=gt.charge_id).distinct()
     disputes = gt.filter((gt.type == "dispute") & (gt.status == "succeeded"))
     lost = disputes.anti_join(won, disputes.charge_id == won.won_charge)
@@ -218,12 +223,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
         lambda: _pairs(ctx, p, "dispute", ["chargeback", "refund"]),
     )
     nc = lost.anti_join(cb_pairs, lost.txn_id == cb_pairs.left_id)
-    out.append(findings_table(
-        nc, category="chargeback_not_reflected", subject=nc.txn_id, customer_id=nc.billing_customer,
-        currency=nc.currency, amount_at_risk=nc.gross, expected=None, actual=nc.gross.abs().cast(dt.string),
-        value_kind="money", period=month_of(nc.created_at),
-        evidence=refs(ref("gateway_transactions", nc.txn_id), ref("gateway_transactions", nc.charge_id)),
-    ))
+    out.append(_not_reflected(nc, "chargeback_not_reflected"))
 
     # failed_payment_not_retried: last failure per invoice, nothing succeeded after it, still unpaid.
     failed = gt.filter((gt.status == "failed") & (gt.type == "charge") & gt.invoice_ref.notnull())

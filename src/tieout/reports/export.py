@@ -44,7 +44,9 @@ def neutralize(value: Any) -> Any:
 
 def evidence_text(evidence_json: str) -> str:
     """'table:key@source_ref; ...': the evidence of a finding in one cell."""
-    return "; ".join(f"{e['table']}:{e['key']}@{e['source_ref']}" for e in json.loads(evidence_json))
+    from tieout.findings import evidence_summary  # findings imports ibis; keep `tieout --help` light
+
+    return evidence_summary(json.loads(evidence_json))
 
 
 def finding_record(row: FindingRow) -> dict[str, Any]:
