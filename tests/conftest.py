@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from tieout.config import load_config
 from tieout.demo import Manifest, generate_workspace
 from tieout.pipeline import RunResult, run
+
+from .postgres import PostgresServer, postgres_server
 
 
 @dataclass
@@ -39,3 +42,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 @pytest.fixture(scope="session")
 def demo_run_other_seed(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     return _demo(tmp_path_factory, customers=500, seed=23)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 for the whole session (tests/postgres.py)."""
+    with postgres_server() as server:
+        yield server

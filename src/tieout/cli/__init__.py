@@ -1,5 +1,6 @@
 """The `tieout` command line (Typer + Rich): renders what the library returns and holds no
-reconciliation logic. Heavy modules (ibis, duckdb, the pipeline, openpyxl) are imported inside the
+reconciliation logic. One module per command group beside this one, registered at the bottom of
+this file. Heavy modules (ibis, duckdb, the pipeline, openpyxl) are imported inside the
 commands so `tieout --help` stays fast. Every command is documented in docs/cli.md (a test checks).
 
 Exit codes (a contract): 0 ran clean, 1 findings at or above the fail threshold, 2 bad input or
@@ -545,3 +546,6 @@ def _system_exit_code(exc: SystemExit) -> int:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point (`tieout`)."""
     sys.exit(run_cli(argv))
+
+
+# Command groups in their own modules; each registers itself on `app` when imported.
