@@ -3,6 +3,8 @@ a billing engine and QuickBooks, written in the vendors' export layouts, with kn
 defects (the manifest) and many legitimate look-alikes that must raise nothing.
 
 Deterministic for a given seed. Used by `tieout demo`, the end-to-end tests and the benchmarks.
+Further systems (draft invoices, CRM and operations, ...) get their own module in this package,
+called from `generate_workspace`.
 """
 
 from __future__ import annotations
