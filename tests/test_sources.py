@@ -132,6 +132,24 @@ columns: {invoice_ref: 'payment_metadata[invoice_number]'}
     assert (rows["txn_5"]["type"], rows["txn_5"]["gross"]) == ("fee", -150)
 
 
+def test_stripe_reversals_share_their_source_id_and_are_both_accepted(engine: Engine, tmp_path: Path) -> None:
+    # Stripe: a won dispute's dispute_reversal has the dispute as source_id, a refund_failure the refund.
+    body = (
+        "txn_1,2026-07-07 10:00:00,,usd,-15.00,15.00,-30.00,dispute,du_1,,cus_3,,ch_9,,,,,\n"
+        "txn_2,2026-07-27 10:00:00,,usd,15.00,-15.00,30.00,dispute_reversal,du_1,,cus_3,,ch_9,,,,,\n"
+        "txn_3,2026-07-08 10:00:00,,usd,-5.00,0.00,-5.00,refund,re_1,,cus_3,,ch_9,,,,,\n"
+        "txn_4,2026-07-12 10:00:00,,usd,5.00,0.00,5.00,refund_failure,re_1,,cus_3,,ch_9,,,,,\n"
+        "txn_5,2026-07-12 10:00:00,,usd,6.00,0.00,6.00,refund_failure,re_1,,cus_3,,ch_9,,,,,\n"
+    )
+    loaded = load(engine, tmp_path, "{name: s, format: stripe_balance, path: b.csv}", b__csv=BALANCE_HEADER + body)
+    assert_accounted(loaded)
+    assert [(r["txn_id"], r["type"]) for r in loaded.rows] == [
+        ("du_1", "dispute"), ("du_1", "dispute_reversal"), ("re_1", "refund"), ("re_1", "refund_reversal")]
+    # The same movement twice (same id and type, other values) is still a duplicate key.
+    assert [(q["line"], q["column_name"]) for q in loaded.quarantine] == [(6, "type")]
+    assert "duplicate txn_id/type 're_1/refund_reversal'" in loaded.quarantine[0]["reason"]
+
+
 def test_stripe_balance_columns_are_selected_by_name_not_position(engine: Engine, tmp_path: Path) -> None:
     text = ("reporting_category,net,gross,currency,created_utc,balance_transaction_id,source_id,fee\n"
             "charge,9.41,10.00,eur,2026-07-02 14:03:11,txn_1,ch_1,0.59\n")

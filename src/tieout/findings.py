@@ -93,7 +93,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _key_expr(t: ir.Table, table_name: str) -> ir.StringValue:
-    key = TABLES[table_name].key
+    key = TABLES[table_name].ref_key
     expr = t[key[0]].cast("string")
     for k in key[1:]:
         expr = expr + "/" + t[k].cast("string")
@@ -112,6 +112,8 @@ def resolve_evidence(tables: dict[str, ir.Table], refs: set[tuple[str, str]]) ->
         t = tables[table]
         k = _key_expr(t, table)
         rows = t.mutate(_key=k).filter(k.isin(sorted(keys))).to_pyarrow().to_pylist()
+        # Where records share a reference (a movement and its reversal), the first in source order speaks.
+        rows.sort(key=lambda r: (r["_key"], str(r.get("source_ref") or "")), reverse=True)
         for row in rows:
             key = row.pop("_key")
             record = {c: _json_safe(v) for c, v in row.items() if c not in ("source", "source_ref")}

@@ -76,7 +76,7 @@ def compute_metrics(tables: dict[str, ir.Table], findings: Sequence[Finding], ch
         put("_billing_gateway", _sum_by(gw, gw.received_at, gw.signed))
     if "gateway_transactions" in tables:
         gt = tables["gateway_transactions"]
-        money_moves = ["charge", "refund", "dispute", "dispute_reversal"]
+        money_moves = ["charge", "refund", "refund_reversal", "dispute", "dispute_reversal"]
         moved = gt.filter((gt.status == "succeeded") & gt.type.isin(money_moves))
         put("gateway_settled", _sum_by(moved, moved.created_at, moved.gross))
         charges = gt.filter((gt.type == "charge") & (gt.status == "succeeded"))

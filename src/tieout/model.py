@@ -43,6 +43,12 @@ class Table:
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     lineage: tuple[str, ...] = field(default=("source", "source_ref"))
+    # Columns a finding's evidence names a record by, when not the whole key.
+    ref_columns: tuple[str, ...] = ()
+
+    @property
+    def ref_key(self) -> tuple[str, ...]:
+        return self.ref_columns or self.key
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -64,7 +70,7 @@ def _c(name: str, kind: Kind, doc: str, required: bool = False, vocabulary: tupl
 
 
 INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible")
-GATEWAY_TYPES = ("charge", "refund", "dispute", "dispute_reversal", "fee", "adjustment", "payout")
+GATEWAY_TYPES = ("charge", "refund", "refund_reversal", "dispute", "dispute_reversal", "fee", "adjustment", "payout")
 GATEWAY_STATUSES = ("succeeded", "failed", "pending")
 PAYMENT_TYPES = ("payment", "refund", "chargeback")
 PAYMENT_METHODS = ("card", "ach", "wire", "check", "cash", "other")
@@ -165,8 +171,10 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "gateway_transactions",
-            "Money movements at the payment gateway: charges (failed attempts too), refunds, disputes.",
-            ("txn_id",),
+            "Money movements at the payment gateway: charges (failed attempts too), refunds, disputes. "
+            "A reversal shares the id of what it reverses (Stripe: a dispute_reversal's source is the "
+            "dispute, a refund_failure's the refund), so the key is id and type.",
+            ("txn_id", "type"),
             (
                 _c("txn_id", Kind.ID, "Gateway id of the movement (ch_..., re_..., du_...).", True),
                 _c("type", Kind.ENUM, "Kind of movement.", True, GATEWAY_TYPES),
@@ -181,6 +189,7 @@ TABLES: dict[str, Table] = {
                 _c("created_at", Kind.TIMESTAMP, "When the movement happened.", True),
                 _c("payout_id", Kind.ID, "Payout that settled this movement."),
             ),
+            ref_columns=("txn_id",),
         ),
         Table(
             "payouts",

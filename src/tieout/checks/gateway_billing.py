@@ -130,7 +130,8 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     ch = charges.left_join(pairs, charges.txn_id == pairs.left_id)
     ch = ch.left_join(pay_inv, ch.right_id == pay_inv.pid)
     ch = ch.mutate(inv_key=ibis.coalesce(ch.invoice_ref, ch.pinv))
-    reversals = gt.filter(gt.type.isin(["refund", "dispute", "dispute_reversal"]) & (gt.status == "succeeded"))
+    reversals = gt.filter(gt.type.isin(["refund", "refund_reversal", "dispute", "dispute_reversal"])
+                          & (gt.status == "succeeded"))
     rev_by_charge = reversals.group_by(rc=reversals.charge_id).aggregate(reversed=reversals.gross.sum())
     ch = ch.left_join(rev_by_charge, ch.txn_id == rev_by_charge.rc)
     ch = ch.mutate(kept=ch.gross + ch.reversed.fill_null(0))
@@ -213,6 +214,9 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     # Refunds and lost disputes that billing does not reflect.
     ref_pairs = ctx.memo("gateway_billing.refund_pairs", lambda: _pairs(ctx, p, "refund", ["refund"]))
     refunds = gt.filter((gt.type == "refund") & (gt.status == "succeeded"))
+    # A refund the gateway later reversed (Stripe refund_failure) gave the customer nothing back.
+    failed_refunds = gt.filter(gt.type == "refund_reversal").select(failed_refund=gt.txn_id).distinct()
+    refunds = refunds.anti_join(failed_refunds, refunds.txn_id == failed_refunds.failed_refund)
     nr = refunds.anti_join(ref_pairs, refunds.txn_id == ref_pairs.left_id)
     out.append(_not_reflected(nr, "refund_not_reflected"))
     won = gt.filter(gt.type == "dispute_reversal").select(won_charge=gt.charge_id).distinct()

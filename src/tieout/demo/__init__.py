@@ -377,8 +377,16 @@ def _collect(b: _Books, m: Manifest, inv: dict[str, Any], cus: str, method: str,
             m.expect("gateway_billing", "refund_not_reflected", re_id)
         else:
             with_ref = rng.random() < 0.7
-            _record(b, inv, "refund", "card", part, at + timedelta(hours=2), re_id if with_ref else None)
-            m.lookalikes["refund recorded in billing"] += 1
+            b.n["refunds"] += 1
+            if b.n["refunds"] % 8 == 0:
+                # The bank returned the refund (Stripe refund_failure): billing rightly records nothing.
+                b.balance.append({"id": re_id, "bt": f"txn_{re_id.split('_', 1)[1]}F", "type": "refund_failure",
+                                  "created": at + timedelta(days=4), "currency": cur, "gross": part, "fee": 0,
+                                  "net": part, "charge_id": ch["id"], "customer": cus, "invoice": inv["invoice_id"]})
+                m.lookalikes["refund failed at the bank (reversed), billing records no refund"] += 1
+            else:
+                _record(b, inv, "refund", "card", part, at + timedelta(hours=2), re_id if with_ref else None)
+                m.lookalikes["refund recorded in billing"] += 1
     dispute_now = defect == "chargeback_not_reflected" or (defect is None and rng.random() < 0.01)
     if dispute_now:
         du = b.gw_id("du")
@@ -389,7 +397,9 @@ def _collect(b: _Books, m: Manifest, inv: dict[str, Any], cus: str, method: str,
         if defect == "chargeback_not_reflected":
             m.expect("gateway_billing", "chargeback_not_reflected", du)
         else:
-            b.balance.append({"id": b.gw_id("pdr"), "type": "dispute_reversal", "created": at + timedelta(days=20),
+            # Stripe gives the reversal the dispute as its source_id; only the balance transaction differs.
+            bt = "txn_" + b.gw_id("pdr").split("_", 1)[1]
+            b.balance.append({"id": du, "bt": bt, "type": "dispute_reversal", "created": at + timedelta(days=20),
                               "currency": cur, "gross": total, "fee": -dfee, "net": total + dfee,
                               "charge_id": ch["id"], "customer": cus, "invoice": inv["invoice_id"]})
             m.lookalikes["dispute won (reversed), no chargeback needed"] += 1
@@ -509,7 +519,8 @@ def _write_all(path: Path, b: _Books, m: Manifest) -> None:
     for t in sorted(b.balance, key=lambda t: (t["created"], t["id"])):
         cur = t["currency"]
         bal_rows.append([
-            "txn_" + t["id"].split("_", 1)[1], _iso(t["created"]), _iso(t["created"] + timedelta(days=2)),
+            t.get("bt") or "txn_" + t["id"].split("_", 1)[1],
+            _iso(t["created"]), _iso(t["created"] + timedelta(days=2)),
             cur.lower(), _major(t["gross"], cur), _major(t["fee"], cur), _major(t["net"], cur), t["type"], t["id"],
             "", t["customer"], "", t["charge_id"], "", "", "", t.get("payout", ""), t["invoice"]])
     m.rows["stripe_balance_itemized.csv"] = _write_csv(d / "stripe_balance_itemized.csv", bal_header, bal_rows)

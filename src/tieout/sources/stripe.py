@@ -20,7 +20,7 @@ BALANCE_CATEGORIES = {
     "fee": "fee",
     "other_adjustment": "adjustment",
     "payout_reversal": "adjustment",
-    "refund_failure": "adjustment",
+    "refund_failure": "refund_reversal",
     "partial_capture_reversal": "adjustment",
     "transfer": "adjustment",
     "tax": "fee",
