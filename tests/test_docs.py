@@ -40,3 +40,10 @@ def test_readme_documents_the_exit_codes() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
         assert code in readme
+
+
+def test_metrics_doc_is_generated_from_the_registry() -> None:
+    from tieout.metrics import metrics_markdown
+
+    doc = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    assert doc == metrics_markdown(), "docs/metrics.md is stale: regenerate it as its header says"

@@ -4,6 +4,7 @@ accepted tables and from this run's findings. Definitions: docs/metrics.md.
 
 from __future__ import annotations
 
+import calendar
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "unmatched_gateway_value": ("minor", "Value of settled gateway charges with no billing payment."),
     "reconciliation_coverage": ("percent", "Settled gateway charges matched to a billing payment, percent."),
     "money_at_risk": ("minor", "Sum of amount_at_risk of this run's findings."),
+    "invoice_accuracy_rate": ("percent", "Invoices with no finding, percent of invoices checked "
+                              "(100 − invoice_failure_rate)."),
+    "collection_success_rate": ("percent", "Gateway charge attempts that succeeded, percent of attempts "
+                                "(succeeded + failed; pending ones are not counted)."),
+    "days_sales_outstanding": ("days", "Receivables at the end of the period ÷ invoiced in the period × days "
+                               "in the period. Receivables = invoiced − collected, accumulated over the "
+                               "months of the data (no opening balance before the first month)."),
 }
 
 
@@ -53,6 +61,38 @@ def _pct(num: int, den: int) -> str:
     if den == 0:
         return "0.00"
     return str((Decimal(num) * 100 / Decimal(den)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _dso(receivable: int, invoiced: int, period: str) -> str:
+    if invoiced <= 0:
+        return "0.0"
+    year, month = (int(x) for x in period.split("-"))
+    days = calendar.monthrange(year, month)[1]
+    return str((Decimal(max(receivable, 0)) * days / Decimal(invoiced)).quantize(Decimal("0.1"),
+                                                                               rounding=ROUND_HALF_UP))
+
+
+def metrics_markdown() -> str:
+    """docs/metrics.md, generated from METRICS (tests/test_docs.py keeps them in step)."""
+    units = {"minor": "money (minor units)", "percent": "percent, 2 decimals", "count": "count",
+             "days": "days, 1 decimal"}
+    lines = [
+        "# Metrics",
+        "",
+        "Generated from `tieout.metrics.METRICS` by",
+        "`python -c 'from tieout.metrics import metrics_markdown as m; print(m(), end=\"\")' > docs/metrics.md`.",
+        "",
+        "Every run computes each metric per period (the UTC month of the movement, the invoice's issue",
+        "date or the finding's period) and per currency, and stores them with the run. Money is in the",
+        "currency's minor units (cents; yen). Besides these, `at_risk:<category>` gives the money at",
+        "risk of each finding category.",
+        "",
+        "| metric | unit | definition |",
+        "|---|---|---|",
+    ]
+    for name, (unit, definition) in METRICS.items():
+        lines.append(f"| `{name}` | {units[unit]} | {definition.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"
 
 
 def compute_metrics(tables: dict[str, ir.Table], findings: Sequence[Finding], charge_pairs: ir.Table | None,
@@ -81,6 +121,8 @@ def compute_metrics(tables: dict[str, ir.Table], findings: Sequence[Finding], ch
         put("gateway_settled", _sum_by(moved, moved.created_at, moved.gross))
         charges = gt.filter((gt.type == "charge") & (gt.status == "succeeded"))
         put("_charges", _sum_by(charges, charges.created_at, None))
+        attempts = gt.filter((gt.type == "charge") & gt.status.isin(["succeeded", "failed"]))
+        put("_attempts", _sum_by(attempts, attempts.created_at, None))
         if charge_pairs is not None:
             m = charges.semi_join(charge_pairs, charges.txn_id == charge_pairs.left_id)
             put("_charges_matched", _sum_by(m, m.created_at, None))
@@ -100,10 +142,13 @@ def compute_metrics(tables: dict[str, ir.Table], findings: Sequence[Finding], ch
                 flagged_invoices[key].add(e.key.split("/")[0])
 
     out: list[Metric] = []
+    receivable: dict[str, int] = defaultdict(int)  # per currency, accumulated month by month
     for (period, currency), v in sorted(values.items()):
         if not period:
             continue
         v["collection_gap"] = v["invoiced"] - v["collected"]
+        receivable[currency] += v["collection_gap"]
+        failure_rate = _pct(len(flagged_invoices[(period, currency)]), v["invoices_checked"])
         v["posting_gap"] = v["gateway_settled"] - v["_billing_gateway"]
         row = {
             "invoiced": str(v["invoiced"]),
@@ -113,11 +158,14 @@ def compute_metrics(tables: dict[str, ir.Table], findings: Sequence[Finding], ch
             "posting_gap": str(v["posting_gap"]),
             "accounting_gap": str(v["accounting_gap"]),
             "cash_leak_pct": _pct(v["money_at_risk"], v["invoiced"]),
-            "invoice_failure_rate": _pct(len(flagged_invoices[(period, currency)]), v["invoices_checked"]),
+            "invoice_failure_rate": failure_rate,
             "unmatched_gateway_payments": str(v["unmatched_gateway_payments"]),
             "unmatched_gateway_value": str(v["unmatched_gateway_value"]),
             "reconciliation_coverage": _pct(v["_charges_matched"], v["_charges"]) if v["_charges"] else "100.00",
             "money_at_risk": str(v["money_at_risk"]),
+            "invoice_accuracy_rate": str(Decimal(100) - Decimal(failure_rate)) if v["invoices_checked"] else "100.00",
+            "collection_success_rate": _pct(v["_charges"], v["_attempts"]) if v["_attempts"] else "100.00",
+            "days_sales_outstanding": _dso(receivable[currency], v["invoiced"], period),
         }
         for name, value in row.items():
             out.append(Metric(period, currency, name, value, METRICS[name][0]))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tieout.config import Config
 from tieout.engines.base import Engine
@@ -40,7 +40,7 @@ class CheckParams(BaseModel):
     """Base of every check's parameters: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this check; false skips it (the run says so).")
 
 
 @dataclass
