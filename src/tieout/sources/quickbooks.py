@@ -104,7 +104,7 @@ def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str
         negative = _is_negative(amount)
         txn_type = cell(row, "Transaction Type")
         values = {
-            "Entry ID": f"{Path(shown).name}:{n}",
+            "Entry ID": f"{shown}:{n}",
             "Account": account,
             "Date": cell(row, "Date"),
             "Transaction Type": txn_type,
