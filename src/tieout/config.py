@@ -16,7 +16,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from tieout.errors import ConfigError
 from tieout.money import is_known_currency
@@ -91,6 +91,21 @@ class SeverityConfig(_Section):
     medium: Decimal = Field(Decimal("100"), description="At or above this amount a finding is medium.")
 
 
+class RuleConfig(_Section):
+    """A custom rule: a SQL rule file (or glob of them), or a Python module whose checks it registers."""
+
+    sql: str | None = Field(None, description="SQL rule YAML file or glob, relative to the config file "
+                            "(see docs/rules.md).")
+    python: str | None = Field(None, description="Python rule module: an importable name (my_rules.billing) or "
+                               "a .py file relative to the config file; its @register_check functions are rules.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RuleConfig:
+        if (self.sql is None) == (self.python is None):
+            raise ValueError("give exactly one of `sql:` or `python:`")
+        return self
+
+
 class Config(_Section):
     """Root of `tieout.yaml`."""
 
@@ -103,6 +118,8 @@ class Config(_Section):
     checks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="check name -> parameters (see `tieout checks`)."
     )
+    rules: list[RuleConfig] = Field(default_factory=list, description="Custom rules: SQL rule files and "
+                                    "Python rule modules (see `tieout rules list`, docs/rules.md).")
     severity: SeverityConfig = Field(default_factory=lambda: SeverityConfig.model_validate({}))
     fail_on: Literal["high", "medium", "low", "never"] = Field(
         "high", description="`tieout run` exits 1 when a finding at or above this severity is open."

@@ -8,27 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import ibis
 import ibis.expr.types as ir
 
-from tieout.checks import CHECKS, CheckContext, check_params
-from tieout.checks.registry import validate_check_names
+from tieout.checks import CheckContext, check_params
 from tieout.config import Config
 from tieout.engines import create_engine
-from tieout.errors import ConfigError, QueryError
-from tieout.findings import Finding, build_findings, evidence_summary
+from tieout.errors import ConfigError
+from tieout.findings import Finding, evidence_summary
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
 from tieout.quality import FileCount, gate
+from tieout.rules import RuleFailure, ShadowDiff, diff_shadow, load_rules
+from tieout.rules.execute import run_checks
 from tieout.sources import read_file, source_files, source_format
-from tieout.store import Store
+from tieout.store import OPEN_STATUSES, Store
 
 Progress = Callable[[str], None]
 
@@ -52,6 +52,9 @@ class RunResult:
     checks_skipped: dict[str, str]
     lifecycle: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
+    checks_failed: list[RuleFailure] = field(default_factory=list)  # rules that failed to load or run
+    shadow: list[ShadowDiff] = field(default_factory=list)  # shadow rules: findings never stored or routed
+    rule_versions: dict[str, str] = field(default_factory=dict)  # rule -> content hash, also in the run record
 
     @property
     def rows_read(self) -> int:
@@ -120,11 +123,14 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     return tables, counts, quarantined, inputs
 
 
-def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None) -> RunResult:
-    """Run every enabled check on the configured sources and record the results in the store."""
+def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,
+        shadow: Sequence[str] = ()) -> RunResult:
+    """Run every enabled check and rule on the configured sources and record the results in the store;
+    `shadow` rules run too but their findings are only compared with the active version's."""
     say = progress or (lambda _msg: None)
-    validate_check_names(cfg)
-    params = {name: check_params(cfg, name) for name in CHECKS}
+    rules = load_rules(cfg, shadow)
+    for name, check in rules.checks.items():
+        check_params(cfg, name, check)
     own_store = store is None
     st = store or Store(cfg.store_url())
     timings: dict[str, float] = {}
@@ -134,32 +140,15 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
         t0 = time.perf_counter()
         tables, counts, quarantined, inputs = ingest(cfg, engine, say)
         timings["ingest"] = time.perf_counter() - t0
-        run_id = st.start_run(config_hash(cfg), tieout_version(), inputs)
+        run_id = st.start_run(config_hash(cfg), tieout_version(), inputs + rules.audit(cfg, shadow))
         as_of = _as_of(cfg, tables)
         ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
-        findings: list[Finding] = []
-        ran: list[str] = []
-        skipped: dict[str, str] = {}
-        for name, check in CHECKS.items():
-            p = params[name]
-            if not p.enabled:
-                skipped[name] = "disabled in config"
-                continue
-            missing = [t for t in check.tables if t not in tables]
-            if missing:
-                skipped[name] = f"no source for {', '.join(missing)}"
-                continue
-            say(f"check: {name}")
-            t1 = time.perf_counter()
-            expr = check.run(ctx, p)
-            try:
-                rows = expr.to_pyarrow().to_pylist()
-            except Exception as exc:
-                raise QueryError(f"check '{name}'", exc, _sql(expr)) from exc
-            findings.extend(build_findings(name, rows, check.explanations, tables, cfg.severity))
-            timings[f"check:{name}"] = time.perf_counter() - t1
-            ran.append(name)
-        findings.sort(key=lambda f: (-f.amount_at_risk, f.finding_id))
+        checks = run_checks(cfg, rules, ctx, shadow, say)
+        findings, ran, skipped = checks.findings, checks.ran, checks.skipped
+        timings.update(checks.timings)
+        shadow_diffs = [diff_shadow(name, rules.checks[name].version, found,
+                                    st.findings(check=name, status=list(OPEN_STATUSES)))
+                        for name, found in checks.shadow.items()]
         t2 = time.perf_counter()
         lifecycle = st.record_findings(run_id, findings, ran)
         st.record_quarantine(run_id, [{k: r[k] for k in ("table_name", "source", "file", "line", "column_name",
@@ -176,9 +165,13 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             "rows_quarantined": sum(c.quarantined for c in counts),
             "findings": len(findings),
             **{f"lifecycle_{k}": v for k, v in lifecycle.items()},
+            "checks_failed": len(checks.failed),
+            **{f"shadow_{k}": sum(d.summary()[k] for d in shadow_diffs) for k in ("new", "gone", "changed")},
         }
         st.finish_run(run_id, "succeeded", as_of.isoformat(), result_counts, timings)
-        return RunResult(run_id, as_of, findings, counts, metrics, quarantined, ran, skipped, lifecycle, timings)
+        return RunResult(run_id, as_of, findings, counts, metrics, quarantined, ran, skipped, lifecycle, timings,
+                         checks_failed=list(checks.failed.values()), shadow=shadow_diffs,
+                         rule_versions={c.name: c.version for c in rules.checks.values()})
     except BaseException:
         if run_id is not None:
             st.finish_run(run_id, "failed", None, {}, timings)
@@ -188,9 +181,3 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
         if own_store:
             st.close()
 
-
-def _sql(expr: ir.Table) -> str | None:
-    try:
-        return str(ibis.to_sql(expr))
-    except Exception:
-        return None

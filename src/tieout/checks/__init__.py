@@ -10,7 +10,12 @@ from tieout.checks.registry import (
     CheckContext,
     CheckParams,
     check_params,
+    findings_table,
+    month_of,
+    ref,
+    refs,
     register_check,
 )
 
-__all__ = ["CHECKS", "FINDING_COLUMNS", "Check", "CheckContext", "CheckParams", "check_params", "register_check"]
+__all__ = ["CHECKS", "FINDING_COLUMNS", "Check", "CheckContext", "CheckParams", "check_params", "findings_table",
+           "month_of", "ref", "refs", "register_check"]

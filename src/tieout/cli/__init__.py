@@ -164,6 +164,9 @@ def render_run(result: RunResult, out: Console) -> None:
         out.print(_metrics_table(result))
     for name, why in result.checks_skipped.items():
         out.print(Text.assemble(("skipped ", "yellow"), (name, "bold"), f": {why}"))
+    from tieout.cli.rules import render_rules_outcome
+
+    render_rules_outcome(result, out)
     top = result.findings[:TOP_FINDINGS]
     if top:
         out.print(_findings_rows_table(f"Top {len(top)} findings by money at risk", top, with_status=False))
@@ -179,18 +182,22 @@ def findings_at_or_above(findings: Sequence[Finding], fail_on: str) -> list[Find
     return [f for f in findings if SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[fail_on]]
 
 
-def _run_pipeline(cfg: Config) -> RunResult:
+def _run_pipeline(cfg: Config, shadow: Sequence[str] = ()) -> RunResult:
     from tieout.pipeline import run
 
     with _err().status("reading sources…") as status:
-        return run(cfg, progress=lambda msg: status.update(Text(msg)))
+        return run(cfg, progress=lambda msg: status.update(Text(msg)), shadow=shadow)
 
 
-def _run_and_report(cfg: Config, fail_on: str) -> tuple[RunResult, int]:
-    """Run like `tieout run` and render the result; returns it with the exit code for `fail_on`."""
+def _run_and_report(cfg: Config, fail_on: str, shadow: Sequence[str] = ()) -> tuple[RunResult, int]:
+    """Run like `tieout run` and render the result; returns it with the exit code for `fail_on`
+    (2 when a rule failed: the other checks ran and their findings are recorded)."""
     out = _out()
-    result = _run_pipeline(cfg)
+    result = _run_pipeline(cfg, shadow)
     render_run(result, out)
+    if result.checks_failed:
+        out.print(Text(f"{len(result.checks_failed)} rule(s) failed: exit 2", style="red"))
+        return result, ExitCode.BAD_INPUT
     failing = findings_at_or_above(result.findings, fail_on)
     if failing:
         out.print(Text(f"{len(failing)} finding(s) at or above fail_on={fail_on}: exit 1", style="red"))
@@ -268,12 +275,14 @@ def run_cmd(
     fail_on: FailOn | None = typer.Option(None, "--fail-on", case_sensitive=False,
                                           help="Exit 1 on findings at or above this severity "
                                           "(default: fail_on in the config)."),
+    shadow: list[str] = typer.Option([], "--shadow", help="Run this rule in shadow mode: compare its findings "
+                                     "with the active version's, store and notify nothing (repeatable)."),
 ) -> None:
     """Run every enabled check on the configured sources; exit 1 on findings at or above fail_on."""
     from tieout.config import load_config
 
     cfg = load_config(config)
-    _, code = _run_and_report(cfg, fail_on.value if fail_on else cfg.fail_on)
+    _, code = _run_and_report(cfg, fail_on.value if fail_on else cfg.fail_on, shadow)
     raise typer.Exit(code)
 
 
@@ -549,3 +558,4 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 # Command groups in their own modules; each registers itself on `app` when imported.
+from tieout.cli import rules as _rules  # noqa: E402, F401
