@@ -6,11 +6,13 @@ This room orchestrates and times the steps; each step lives in its own module. I
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -21,14 +23,16 @@ from tieout.checks import CHECKS, CheckContext, check_params
 from tieout.checks.registry import validate_check_names
 from tieout.config import Config
 from tieout.engines import create_engine
-from tieout.errors import ConfigError, QueryError
+from tieout.errors import ConfigError, QueryError, StoreError
 from tieout.findings import Finding, build_findings, evidence_summary
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
+from tieout.notify.outbox import DispatchReport, channel_settings, dispatch, notice_plan
 from tieout.quality import FileCount, gate
+from tieout.routing import triage
 from tieout.sources import read_file, source_files, source_format
-from tieout.store import Store
+from tieout.store import RunRecord, Store
 
 Progress = Callable[[str], None]
 
@@ -52,6 +56,7 @@ class RunResult:
     checks_skipped: dict[str, str]
     lifecycle: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
+    notifications: DispatchReport | None = None
 
     @property
     def rows_read(self) -> int:
@@ -120,73 +125,111 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     return tables, counts, quarantined, inputs
 
 
-def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None) -> RunResult:
-    """Run every enabled check on the configured sources and record the results in the store."""
+def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,
+        notify: bool = True, actor: str = "tieout") -> RunResult:
+    """Run every enabled check on the configured sources and record the results in the store (one
+    transaction, under the store's run lock), then send the notices it queued."""
     say = progress or (lambda _msg: None)
     validate_check_names(cfg)
     params = {name: check_params(cfg, name) for name in CHECKS}
+    channel_settings(cfg)  # a bad notify section stops the run before any work
     own_store = store is None
     st = store or Store(cfg.store_url())
     timings: dict[str, float] = {}
     engine = create_engine(cfg.engine)
-    run_id: int | None = None
+    started_at = datetime.now(UTC)
+    inputs: list[dict[str, Any]] | None = None
     try:
-        t0 = time.perf_counter()
-        tables, counts, quarantined, inputs = ingest(cfg, engine, say)
-        timings["ingest"] = time.perf_counter() - t0
-        run_id = st.start_run(config_hash(cfg), tieout_version(), inputs)
-        as_of = _as_of(cfg, tables)
-        ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
-        findings: list[Finding] = []
-        ran: list[str] = []
-        skipped: dict[str, str] = {}
-        for name, check in CHECKS.items():
-            p = params[name]
-            if not p.enabled:
-                skipped[name] = "disabled in config"
-                continue
-            missing = [t for t in check.tables if t not in tables]
-            if missing:
-                skipped[name] = f"no source for {', '.join(missing)}"
-                continue
-            say(f"check: {name}")
-            t1 = time.perf_counter()
-            expr = check.run(ctx, p)
-            try:
-                rows = expr.to_pyarrow().to_pylist()
-            except Exception as exc:
-                raise QueryError(f"check '{name}'", exc, _sql(expr)) from exc
-            findings.extend(build_findings(name, rows, check.explanations, tables, cfg.severity))
-            timings[f"check:{name}"] = time.perf_counter() - t1
-            ran.append(name)
-        findings.sort(key=lambda f: (-f.amount_at_risk, f.finding_id))
-        t2 = time.perf_counter()
-        lifecycle = st.record_findings(run_id, findings, ran)
-        st.record_quarantine(run_id, [{k: r[k] for k in ("table_name", "source", "file", "line", "column_name",
-                                                         "value", "reason")} for r in quarantined])
-        pairs = ctx.cache.get("gateway_billing.charge_pairs")
-        metrics = compute_metrics(tables, findings, pairs)
-        st.record_metrics(run_id, [{"period": m.period, "currency": m.currency, "name": m.name,
-                                    "value": m.value, "unit": m.unit} for m in metrics])
-        timings["store"] = time.perf_counter() - t2
-        timings["total"] = time.perf_counter() - t0
-        result_counts = {
-            "rows_read": sum(c.read for c in counts),
-            "rows_accepted": sum(c.accepted for c in counts),
-            "rows_quarantined": sum(c.quarantined for c in counts),
-            "findings": len(findings),
-            **{f"lifecycle_{k}": v for k, v in lifecycle.items()},
-        }
-        st.finish_run(run_id, "succeeded", as_of.isoformat(), result_counts, timings)
-        return RunResult(run_id, as_of, findings, counts, metrics, quarantined, ran, skipped, lifecycle, timings)
-    except BaseException:
-        if run_id is not None:
-            st.finish_run(run_id, "failed", None, {}, timings)
+        with st.run_lock():
+            t0 = time.perf_counter()
+            tables, counts, quarantined, inputs = ingest(cfg, engine, say)
+            timings["ingest"] = time.perf_counter() - t0
+            as_of = _as_of(cfg, tables)
+            ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
+            findings: list[Finding] = []
+            ran: list[str] = []
+            skipped: dict[str, str] = {}
+            for name, check in CHECKS.items():
+                p = params[name]
+                if not p.enabled:
+                    skipped[name] = "disabled in config"
+                    continue
+                missing = [t for t in check.tables if t not in tables]
+                if missing:
+                    skipped[name] = f"no source for {', '.join(missing)}"
+                    continue
+                say(f"check: {name}")
+                t1 = time.perf_counter()
+                expr = check.run(ctx, p)
+                try:
+                    rows = expr.to_pyarrow().to_pylist()
+                except Exception as exc:
+                    raise QueryError(f"check '{name}'", exc, _sql(expr)) from exc
+                findings.extend(build_findings(name, rows, check.explanations, tables, cfg.severity))
+                timings[f"check:{name}"] = time.perf_counter() - t1
+                ran.append(name)
+            findings.sort(key=lambda f: (-f.amount_at_risk, f.finding_id))
+            pairs = ctx.cache.get("gateway_billing.charge_pairs")
+            metrics = compute_metrics(tables, findings, pairs)
+            t2 = time.perf_counter()
+            result_counts = {
+                "rows_read": sum(c.read for c in counts),
+                "rows_accepted": sum(c.accepted for c in counts),
+                "rows_quarantined": sum(c.quarantined for c in counts),
+                "findings": len(findings),
+            }
+            timings["total"] = t2 - t0
+            recorded = st.record_run(RunRecord(
+                started_at=started_at, config_hash=config_hash(cfg), tieout_version=tieout_version(),
+                inputs=inputs, rule_versions=rule_versions(ran, params), as_of=as_of.isoformat(),
+                findings=findings, checks_run=ran,
+                quarantine=[{k: r[k] for k in ("table_name", "source", "file", "line", "column_name", "value",
+                                               "reason")} for r in quarantined],
+                metrics=[{"period": m.period, "currency": m.currency, "name": m.name, "value": m.value,
+                          "unit": m.unit} for m in metrics],
+                counts=result_counts, timings=timings, actor=actor,
+                triage=triage(cfg.priority, cfg.routing, customer_segments(tables)),
+                notices=notice_plan(cfg.notify)))
+            timings["store"] = time.perf_counter() - t2
+        result = RunResult(recorded.run_id, as_of, findings, counts, metrics, quarantined, ran, skipped,
+                           recorded.lifecycle, timings)
+        if notify and cfg.notify.channels:
+            say("sending notices")
+            result.notifications = dispatch(cfg, st)
+        return result
+    except BaseException as exc:
+        if inputs is not None and not isinstance(exc, StoreError):
+            with contextlib.suppress(Exception):  # the original error matters more than recording it
+                st.record_failed_run(started_at, config_hash(cfg), tieout_version(), inputs,
+                                     f"{type(exc).__name__}: {exc}".splitlines()[0], timings, actor)
         raise
     finally:
         engine.close()
         if own_store:
             st.close()
+
+
+def rule_versions(checks_run: list[str], params: dict[str, Any]) -> dict[str, str]:
+    """check -> a short hash of its code and parameters: what the audit log records as its version."""
+    out = {}
+    for name in checks_run:
+        fn = CHECKS[name].run
+        try:
+            code = inspect.getsource(fn)
+        except (OSError, TypeError):
+            code = getattr(fn, "__qualname__", name)
+        text = code + params[name].model_dump_json()
+        out[name] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return out
+
+
+def customer_segments(tables: dict[str, ir.Table]) -> dict[str, str]:
+    """customer_id -> segment, for routing rules on segment (a small result)."""
+    customers = tables.get("customers")
+    if customers is None or "segment" not in customers.columns:
+        return {}
+    rows = customers.filter(customers.segment.notnull()).select("customer_id", "segment").to_pyarrow().to_pylist()
+    return {r["customer_id"]: r["segment"] for r in rows}
 
 
 def _sql(expr: ir.Table) -> str | None:
