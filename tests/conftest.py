@@ -13,6 +13,7 @@ import pytest
 from tieout.config import load_config
 from tieout.demo import Manifest, generate_workspace
 from tieout.pipeline import RunResult, run
+from tieout.store import Store
 
 from .postgres import PostgresServer, postgres_server
 
@@ -49,3 +50,17 @@ def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on 127.0.0.1 for the whole session (tests/postgres.py)."""
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh findings store on SQLite and on the real PostgreSQL server (tests/test_store.py)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database()
+    s = Store(url)
+    try:
+        yield s
+    finally:
+        s.close()

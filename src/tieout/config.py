@@ -104,6 +104,90 @@ class RuleConfig(_Section):
         if (self.sql is None) == (self.python is None):
             raise ValueError("give exactly one of `sql:` or `python:`")
         return self
+class PriorityTier(_Section):
+    """A priority tier: a finding reaches it by money at risk OR by age, whichever comes first."""
+
+    name: str = Field(description="Tier name shown on findings (critical, high, medium...).")
+    amount: Decimal | None = Field(None, ge=0, description="At or above this money at risk (major units of the "
+                                   "finding's currency).")
+    age_days: int | None = Field(None, ge=0, description="Or open at least this many days.")
+
+
+def _default_tiers() -> list[PriorityTier]:
+    return [PriorityTier(name="critical", amount=Decimal("100000"), age_days=5),
+            PriorityTier(name="high", amount=Decimal("10000"), age_days=3),
+            PriorityTier(name="medium", amount=Decimal("1000"), age_days=1)]
+
+
+class PriorityConfig(_Section):
+    """Priority from money at risk and age: the first tier (in order) a finding reaches."""
+
+    tiers: list[PriorityTier] = Field(default_factory=_default_tiers, description="Tiers, highest first.")
+    default: str = Field("low", description="Priority of a finding that reaches no tier.")
+
+
+class RoutingRule(_Section):
+    """Route matching findings to a team and owner; every given condition must hold."""
+
+    check: str | None = Field(None, description="Only findings of this check.")
+    category: str | None = Field(None, description="Only this finding category.")
+    segment: str | None = Field(None, description="Only customers of this segment (customers.segment).")
+    currency: str | None = Field(None, description="Only findings in this currency.")
+    min_amount: Decimal | None = Field(None, ge=0, description="Money at risk at or above (major units).")
+    max_amount: Decimal | None = Field(None, ge=0, description="Money at risk below (major units).")
+    min_age_days: int | None = Field(None, ge=0, description="Open at least this many days.")
+    team: str | None = Field(None, description="Team the finding goes to.")
+    owner: str | None = Field(None, description="Owner the finding goes to.")
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str | None) -> str | None:
+        from tieout.categories import CATEGORIES
+
+        if value is not None and value not in CATEGORIES:
+            raise ValueError(f"unknown category '{value}' (see `tieout categories`)")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _rule_currency(cls, value: str | None) -> str | None:
+        if value is not None and not is_known_currency(value):
+            raise ValueError(f"'{value}' is not an ISO-4217 currency code")
+        return value.upper() if value else value
+
+
+class EscalationConfig(_Section):
+    """When a finding stays active past its SLA, it goes to a second owner."""
+
+    after_days: int = Field(ge=1, description="SLA: days a finding may stay open, acknowledged or assigned.")
+    to: str = Field(description="Owner it is escalated to.")
+
+
+class RoutingConfig(_Section):
+    """Who gets which finding: the first matching rule wins, else the default owner/team."""
+
+    rules: list[RoutingRule] = Field(default_factory=list, description="Rules, tried in order.")
+    default_owner: str | None = Field(None, description="Owner when no rule matches.")
+    default_team: str | None = Field(None, description="Team when no rule matches (default: the category's team).")
+    escalation: EscalationConfig | None = Field(None, description="Escalation on SLA breach.")
+
+
+class NotifyChannelConfig(_Section):
+    """One notification channel: a notifier type and its settings (see `tieout notify channels`)."""
+
+    name: str = Field(description="Unique channel name (it is part of each notice's dedupe key).")
+    type: str = Field(description="Notifier: slack, email or webhook.")
+    owners: list[str] | None = Field(None, description="Only findings routed to these owners (default: all).")
+    immediate: list[str] = Field(default_factory=lambda: ["critical"], description="Priorities sent at once, "
+                                 "one message per finding; the others go in the per-owner digest.")
+    digest: bool = Field(True, description="Send the per-owner digest (false: immediate notices only).")
+    settings: dict[str, Any] = Field(default_factory=dict, description="The notifier's settings.")
+
+
+class NotifyConfig(_Section):
+    """Notifications of new, reopened and escalated findings."""
+
+    channels: list[NotifyChannelConfig] = Field(default_factory=list, description="Channels.")
 
 
 class Config(_Section):
@@ -124,6 +208,9 @@ class Config(_Section):
     fail_on: Literal["high", "medium", "low", "never"] = Field(
         "high", description="`tieout run` exits 1 when a finding at or above this severity is open."
     )
+    priority: PriorityConfig = Field(default_factory=lambda: PriorityConfig.model_validate({}))
+    routing: RoutingConfig = Field(default_factory=lambda: RoutingConfig.model_validate({}))
+    notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))
 
     _path: Path = PrivateAttr(default=Path("tieout.yaml"))
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)

@@ -6,11 +6,12 @@ This room orchestrates and times the steps; each step lives in its own module. I
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -19,16 +20,18 @@ import ibis.expr.types as ir
 from tieout.checks import CheckContext, check_params
 from tieout.config import Config
 from tieout.engines import create_engine
-from tieout.errors import ConfigError
+from tieout.errors import ConfigError, StoreError
 from tieout.findings import Finding, evidence_summary
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
+from tieout.notify.outbox import DispatchReport, channel_settings, dispatch, notice_plan
 from tieout.quality import FileCount, gate
+from tieout.routing import triage
 from tieout.rules import RuleFailure, ShadowDiff, diff_shadow, load_rules
 from tieout.rules.execute import run_checks
 from tieout.sources import read_file, source_files, source_format
-from tieout.store import OPEN_STATUSES, Store
+from tieout.store import OPEN_STATUSES, RunRecord, Store
 
 Progress = Callable[[str], None]
 
@@ -55,6 +58,7 @@ class RunResult:
     checks_failed: list[RuleFailure] = field(default_factory=list)  # rules that failed to load or run
     shadow: list[ShadowDiff] = field(default_factory=list)  # shadow rules: findings never stored or routed
     rule_versions: dict[str, str] = field(default_factory=dict)  # rule -> content hash, also in the run record
+    notifications: DispatchReport | None = None
 
     @property
     def rows_read(self) -> int:
@@ -124,60 +128,84 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
 
 
 def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,
-        shadow: Sequence[str] = ()) -> RunResult:
-    """Run every enabled check and rule on the configured sources and record the results in the store;
-    `shadow` rules run too but their findings are only compared with the active version's."""
+        shadow: Sequence[str] = (), notify: bool = True, actor: str = "tieout") -> RunResult:
+    """Run every enabled check and rule on the configured sources and record the results in the store (one
+    transaction, under the store's run lock), then send the notices it queued. `shadow` rules run too, but
+    their findings are only compared with the active version's: never stored, routed or notified."""
     say = progress or (lambda _msg: None)
     rules = load_rules(cfg, shadow)
     for name, check in rules.checks.items():
         check_params(cfg, name, check)
+    channel_settings(cfg)  # a bad notify section stops the run before any work
     own_store = store is None
     st = store or Store(cfg.store_url())
     timings: dict[str, float] = {}
     engine = create_engine(cfg.engine)
-    run_id: int | None = None
+    started_at = datetime.now(UTC)
+    inputs: list[dict[str, Any]] | None = None
     try:
-        t0 = time.perf_counter()
-        tables, counts, quarantined, inputs = ingest(cfg, engine, say)
-        timings["ingest"] = time.perf_counter() - t0
-        run_id = st.start_run(config_hash(cfg), tieout_version(), inputs + rules.audit(cfg, shadow))
-        as_of = _as_of(cfg, tables)
-        ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
-        checks = run_checks(cfg, rules, ctx, shadow, say)
-        findings, ran, skipped = checks.findings, checks.ran, checks.skipped
-        timings.update(checks.timings)
-        shadow_diffs = [diff_shadow(name, rules.checks[name].version, found,
-                                    st.findings(check=name, status=list(OPEN_STATUSES)))
-                        for name, found in checks.shadow.items()]
-        t2 = time.perf_counter()
-        lifecycle = st.record_findings(run_id, findings, ran)
-        st.record_quarantine(run_id, [{k: r[k] for k in ("table_name", "source", "file", "line", "column_name",
-                                                         "value", "reason")} for r in quarantined])
-        pairs = ctx.cache.get("gateway_billing.charge_pairs")
-        metrics = compute_metrics(tables, findings, pairs)
-        st.record_metrics(run_id, [{"period": m.period, "currency": m.currency, "name": m.name,
-                                    "value": m.value, "unit": m.unit} for m in metrics])
-        timings["store"] = time.perf_counter() - t2
-        timings["total"] = time.perf_counter() - t0
-        result_counts = {
-            "rows_read": sum(c.read for c in counts),
-            "rows_accepted": sum(c.accepted for c in counts),
-            "rows_quarantined": sum(c.quarantined for c in counts),
-            "findings": len(findings),
-            **{f"lifecycle_{k}": v for k, v in lifecycle.items()},
-            "checks_failed": len(checks.failed),
-            **{f"shadow_{k}": sum(d.summary()[k] for d in shadow_diffs) for k in ("new", "gone", "changed")},
-        }
-        st.finish_run(run_id, "succeeded", as_of.isoformat(), result_counts, timings)
-        return RunResult(run_id, as_of, findings, counts, metrics, quarantined, ran, skipped, lifecycle, timings,
-                         checks_failed=list(checks.failed.values()), shadow=shadow_diffs,
-                         rule_versions={c.name: c.version for c in rules.checks.values()})
-    except BaseException:
-        if run_id is not None:
-            st.finish_run(run_id, "failed", None, {}, timings)
+        with st.run_lock():
+            t0 = time.perf_counter()
+            tables, counts, quarantined, inputs = ingest(cfg, engine, say)
+            timings["ingest"] = time.perf_counter() - t0
+            as_of = _as_of(cfg, tables)
+            ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
+            checks = run_checks(cfg, rules, ctx, shadow, say)
+            findings, ran, skipped = checks.findings, checks.ran, checks.skipped
+            timings.update(checks.timings)
+            shadow_diffs = [diff_shadow(name, rules.checks[name].version, found,
+                                        st.findings(check=name, status=list(OPEN_STATUSES)))
+                            for name, found in checks.shadow.items()]
+            pairs = ctx.cache.get("gateway_billing.charge_pairs")
+            metrics = compute_metrics(tables, findings, pairs)
+            t2 = time.perf_counter()
+            result_counts = {
+                "rows_read": sum(c.read for c in counts),
+                "rows_accepted": sum(c.accepted for c in counts),
+                "rows_quarantined": sum(c.quarantined for c in counts),
+                "findings": len(findings),
+                "checks_failed": len(checks.failed),
+                **{f"shadow_{k}": sum(d.summary()[k] for d in shadow_diffs) for k in ("new", "gone", "changed")},
+            }
+            timings["total"] = t2 - t0
+            versions = {c.name: c.version for c in rules.checks.values()}
+            recorded = st.record_run(RunRecord(
+                started_at=started_at, config_hash=config_hash(cfg), tieout_version=tieout_version(),
+                inputs=inputs + rules.audit(cfg, shadow), rule_versions=versions, as_of=as_of.isoformat(),
+                findings=findings, checks_run=ran,
+                quarantine=[{k: r[k] for k in ("table_name", "source", "file", "line", "column_name", "value",
+                                               "reason")} for r in quarantined],
+                metrics=[{"period": m.period, "currency": m.currency, "name": m.name, "value": m.value,
+                          "unit": m.unit} for m in metrics],
+                counts=result_counts, timings=timings, actor=actor,
+                triage=triage(cfg.priority, cfg.routing, customer_segments(tables)),
+                notices=notice_plan(cfg.notify)))
+            timings["store"] = time.perf_counter() - t2
+        result = RunResult(recorded.run_id, as_of, findings, counts, metrics, quarantined, ran, skipped,
+                           recorded.lifecycle, timings, checks_failed=list(checks.failed.values()),
+                           shadow=shadow_diffs, rule_versions=versions)
+        if notify and cfg.notify.channels:
+            say("sending notices")
+            result.notifications = dispatch(cfg, st)
+        return result
+    except BaseException as exc:
+        if inputs is not None and not isinstance(exc, StoreError):
+            with contextlib.suppress(Exception):  # the original error matters more than recording it
+                st.record_failed_run(started_at, config_hash(cfg), tieout_version(), inputs,
+                                     f"{type(exc).__name__}: {exc}".splitlines()[0], timings, actor)
         raise
     finally:
         engine.close()
         if own_store:
             st.close()
+
+
+
+def customer_segments(tables: dict[str, ir.Table]) -> dict[str, str]:
+    """customer_id -> segment, for routing rules on segment (a small result)."""
+    customers = tables.get("customers")
+    if customers is None or "segment" not in customers.columns:
+        return {}
+    rows = customers.filter(customers.segment.notnull()).select("customer_id", "segment").to_pyarrow().to_pylist()
+    return {r["customer_id"]: r["segment"] for r in rows}
 

@@ -9,7 +9,6 @@ config, 3 internal error.
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,6 @@ from rich.table import Table
 from rich.text import Text
 
 from tieout.errors import ExitCode, InputError, TieoutError
-from tieout.reports.export import ExportFormat
 
 if TYPE_CHECKING:
     from tieout.config import Config
@@ -34,9 +32,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="tieout: tie out gateway, billing, subscriptions and the ledger; findings ranked by "
                   "money at risk.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-findings_app = typer.Typer(help="Browse and export findings from the store.", no_args_is_help=True)
 sources_app = typer.Typer(help="What tieout can read.", no_args_is_help=True)
-app.add_typer(findings_app, name="findings")
 app.add_typer(sources_app, name="sources")
 
 _state = {"debug": False}
@@ -195,6 +191,12 @@ def _run_and_report(cfg: Config, fail_on: str, shadow: Sequence[str] = ()) -> tu
     out = _out()
     result = _run_pipeline(cfg, shadow)
     render_run(result, out)
+    sent = result.notifications
+    if sent is not None:
+        out.print(f"notices: {sent.notices_sent} sent in {sent.messages_sent} messages, {sent.notices_failed} failed"
+                  + (" (kept queued: `tieout notify send` retries)" if sent.notices_failed else ""))
+        for e in sent.errors:
+            _err().print(Text(e, style="bold red"), soft_wrap=True)
     if result.checks_failed:
         out.print(Text(f"{len(result.checks_failed)} rule(s) failed: exit 2", style="red"))
         return result, ExitCode.BAD_INPUT
@@ -284,111 +286,6 @@ def run_cmd(
     cfg = load_config(config)
     _, code = _run_and_report(cfg, fail_on.value if fail_on else cfg.fail_on, shadow)
     raise typer.Exit(code)
-
-
-@findings_app.command("list")
-def findings_list(
-    config: Path = CONFIG_OPT,
-    status: list[str] = typer.Option(["open"], "--status", help=STATUS_HELP),
-    category: str | None = typer.Option(None, "--category", help="Only this category."),
-    customer: str | None = typer.Option(None, "--customer", help="Only this customer id."),
-    check: str | None = typer.Option(None, "--check", help="Only findings of this check."),
-    limit: int = typer.Option(50, "--limit", min=1, help="At most this many findings."),
-) -> None:
-    """Findings from the store, largest money at risk first."""
-    from tieout.categories import CATEGORIES
-
-    if category is not None and category not in CATEGORIES:
-        raise typer.BadParameter(f"unknown category '{category}' (see `tieout categories`)", param_hint="--category")
-    with _open_store(config) as store:
-        rows = store.findings(status=_statuses(status), category=category, customer=customer, check=check,
-                              limit=limit)
-    _out().print(_findings_rows_table(f"{len(rows)} findings", rows, with_status=True))
-
-
-def _kv_grid(pairs: Sequence[tuple[str, str | None]]) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    for k, v in pairs:
-        add_row(grid, k, Text("-" if v is None or v == "" else str(v)))
-    return grid
-
-
-def _evidence_table(table: str, record: dict[str, Any]) -> Table:
-    """A cited record, in canonical column order, money shown in minor units and formatted."""
-    from tieout.model import TABLES, Kind
-
-    canonical = TABLES.get(table)
-    order = list(canonical.column_names) if canonical else []
-    names = [c for c in order if c in record] + sorted(c for c in record if c not in order)
-    currency = str(record.get("currency") or "")
-    t = Table()
-    t.add_column("field")
-    t.add_column("value", overflow="fold")
-    for name in names:
-        value = record[name]
-        text = "" if value is None else str(value)
-        is_money = canonical is not None and name in order and canonical.column(name).kind == Kind.MONEY
-        if is_money and isinstance(value, int) and currency:
-            text = f"{value}  ({money(value, currency)})"
-        add_row(t, name, text)
-    return t
-
-
-@findings_app.command("show")
-def findings_show(
-    finding_id: str = typer.Argument(..., help="Finding id, or a unique prefix of it."),
-    config: Path = CONFIG_OPT,
-) -> None:
-    """One finding: its fields, explanation, the evidence from each system and its history."""
-    from tieout.categories import CATEGORIES
-
-    with _open_store(config) as store:
-        f = store.finding(finding_id)
-        events = store.events(f.finding_id)
-    out = _out()
-    out.print(Text(f"Finding {f.finding_id}", style="bold"))
-    category = CATEGORIES.get(f.category)
-    out.print(_kv_grid([
-        ("check", f.check), ("category", f.category), ("severity", f.severity), ("status", f.status),
-        ("owner", f.owner), ("customer", f.customer_id), ("period", f.period), ("subject", f.subject),
-        ("at risk", money(f.amount_at_risk, f.currency)), ("expected", f.expected), ("actual", f.actual),
-        ("first seen", f"run {f.first_seen_run}"), ("last seen", f"run {f.last_seen_run}"),
-    ]))
-    out.print()
-    out.print(Text(f.explanation))
-    if category is not None:
-        out.print(Text(f"{f.category}: {category.definition}", style="dim"))
-    evidence = json.loads(f.evidence)
-    out.print()
-    out.print(Text(f"Evidence ({len(evidence)} record{'s' if len(evidence) != 1 else ''})", style="bold"))
-    for e in evidence:
-        out.print(Text(f"{e['table']} {e['key']} — {e['source'] or '?'} {e['source_ref'] or ''}".rstrip(),
-                       style="bold"))
-        out.print(_evidence_table(e["table"], e["record"]))
-    out.print(Text("History", style="bold"))
-    for ev in events:
-        note = f"  ({ev.note})" if ev.note else ""
-        run = f" run {ev.run_id}" if ev.run_id is not None else ""
-        out.print(Text(f"{ev.at:%Y-%m-%d %H:%M:%S} {ev.actor}{run}: {ev.from_status or '-'} -> {ev.to_status}"
-                       f"{note}"))
-
-
-@findings_app.command("export")
-def findings_export(
-    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
-    fmt: ExportFormat = typer.Option(ExportFormat.CSV, "--format", case_sensitive=False, help="File format."),
-    config: Path = CONFIG_OPT,
-    status: list[str] = typer.Option(["open"], "--status", help=STATUS_HELP),
-) -> None:
-    """Export findings, largest money at risk first, to CSV, JSON or XLSX (spreadsheet-safe)."""
-    from tieout.reports.export import export_findings
-
-    with _open_store(config) as store:
-        rows = store.findings(status=_statuses(status))
-    n = export_findings(rows, output, fmt)
-    _out().print(f"wrote {n} findings to {output}")
 
 
 @app.command()
@@ -558,4 +455,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 # Command groups in their own modules; each registers itself on `app` when imported.
+from tieout.cli import audit, db, metrics, notify  # noqa: E402,F401
+from tieout.cli import findings as findings_commands  # noqa: E402,F401
 from tieout.cli import rules as _rules  # noqa: E402, F401
