@@ -23,6 +23,7 @@ from tieout.config import Config
 from tieout.engines import create_engine
 from tieout.errors import ConfigError, QueryError
 from tieout.findings import Finding, build_findings, evidence_summary
+from tieout.links import link_entities
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
@@ -135,6 +136,7 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
         tables, counts, quarantined, inputs = ingest(cfg, engine, say)
         timings["ingest"] = time.perf_counter() - t0
         run_id = st.start_run(config_hash(cfg), tieout_version(), inputs)
+        tables.update(link_entities(cfg, engine, tables, st, run_id))  # entity resolution (tieout.links)
         as_of = _as_of(cfg, tables)
         ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
         findings: list[Finding] = []
