@@ -188,6 +188,20 @@ class NotifyConfig(_Section):
     """Notifications of new, reopened and escalated findings."""
 
     channels: list[NotifyChannelConfig] = Field(default_factory=list, description="Channels.")
+class EntitiesConfig(_Section):
+    """Entity resolution: linking CRM, operations, entitlement and gateway accounts to billing
+    customers (docs/entities.md)."""
+
+    aliases: dict[str, str] = Field(default_factory=dict, description="Legacy or alternative name -> current "
+                                    "billing name (a curated alias table; names are compared cleaned).")
+    alias_file: str | None = Field(None, description="CSV with columns `alias,name`, same meaning as `aliases` "
+                                   "(relative to the config file).")
+    auto_score: float = Field(90, ge=0, le=100, description="Fuzzy similarity (0-100) at or above which a "
+                              "clearly-best candidate with the same words is linked automatically.")
+    review_score: float = Field(75, ge=0, le=100, description="Fuzzy similarity at or above which a candidate "
+                                "goes to the review queue (`tieout links review`).")
+    margin: float = Field(4, ge=0, le=100, description="The best candidate must beat the runner-up by this "
+                          "much to be linked automatically.")
 
 
 class Config(_Section):
@@ -211,6 +225,8 @@ class Config(_Section):
     priority: PriorityConfig = Field(default_factory=lambda: PriorityConfig.model_validate({}))
     routing: RoutingConfig = Field(default_factory=lambda: RoutingConfig.model_validate({}))
     notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))
+    entities: EntitiesConfig = Field(default_factory=lambda: EntitiesConfig.model_validate({}),
+                                     description="Entity resolution across systems, see EntitiesConfig.")
 
     _path: Path = PrivateAttr(default=Path("tieout.yaml"))
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)

@@ -78,6 +78,9 @@ SUBSCRIPTION_STATUSES = ("active", "trialing", "paused", "canceled")
 INTERVALS = ("month", "quarter", "year")
 JOURNAL_TYPES = ("manual", "system")
 PAYOUT_STATUSES = ("paid", "pending", "in_transit", "failed", "canceled")
+CRM_STATUSES = ("prospect", "onboarding", "live", "churned")
+ACTIVE_STATUSES = ("active", "inactive")
+PRICING_MODELS = ("per_seat", "flat", "per_unit")
 
 TABLES: dict[str, Table] = {
     t.name: t
@@ -219,6 +222,89 @@ TABLES: dict[str, Table] = {
                 _c("name", Kind.NAME, "Customer or vendor name."),
                 _c("memo", Kind.TEXT, "Memo / description."),
                 _c("journal_type", Kind.ENUM, "manual or system.", True, JOURNAL_TYPES),
+            ),
+        ),
+        Table(
+            "products",
+            "The product catalog: one price per product and currency (prices findings where possible).",
+            ("sku", "currency"),
+            (
+                _c("sku", Kind.ID, "Product/plan code.", True),
+                _c("currency", Kind.CURRENCY, "Currency of this price.", True),
+                _c("name", Kind.NAME, "Product name."),
+                _c("unit", Kind.TEXT, "What one unit is (seat, provider, API call...)."),
+                _c("pricing_model", Kind.ENUM, "per_seat (quantity = seats), flat, or per_unit (usage).", True,
+                   PRICING_MODELS),
+                _c("unit_amount", Kind.MONEY, "List price per unit (per month for per_seat and flat).", True),
+            ),
+        ),
+        Table(
+            "crm_accounts",
+            "Accounts as the CRM knows them: status, go-live and the seat/provider count sold.",
+            ("account_id",),
+            (
+                _c("account_id", Kind.ID, "CRM account id (e.g. a Salesforce Id).", True),
+                _c("name", Kind.NAME, "Account name as typed in the CRM.", True),
+                _c("customer_id", Kind.ID, "Billing customer id recorded in the CRM, if any (a mapped id)."),
+                _c("owner", Kind.TEXT, "Account owner."),
+                _c("status", Kind.ENUM, "Lifecycle status.", True, CRM_STATUSES),
+                _c("go_live_date", Kind.DATE, "Date the customer went (or goes) live."),
+                _c("seats", Kind.INTEGER, "Seats/providers sold, per the CRM."),
+            ),
+        ),
+        Table(
+            "crm_products",
+            "Products the CRM says each account has (one row per account and product).",
+            ("account_id", "sku"),
+            (
+                _c("account_id", Kind.ID, "CRM account id.", True),
+                _c("sku", Kind.ID, "Product/plan code.", True),
+                _c("status", Kind.ENUM, "active or inactive.", True, ACTIVE_STATUSES),
+            ),
+        ),
+        Table(
+            "operations_roster",
+            "Who operations actually serves: one row per provider (seat) per operations account.",
+            ("account_id", "provider_id"),
+            (
+                _c("account_id", Kind.ID, "Account id in the operations system.", True),
+                _c("account_name", Kind.NAME, "Account name in the operations system.", True),
+                _c("customer_id", Kind.ID, "Billing customer id recorded by operations, if any (a mapped id)."),
+                _c("provider_id", Kind.ID, "Provider/seat id.", True),
+                _c("status", Kind.ENUM, "active or inactive.", True, ACTIVE_STATUSES),
+                _c("activated_on", Kind.DATE, "First day the provider was active.", True),
+                _c("deactivated_on", Kind.DATE, "Day the provider stopped, exclusive (null = still active)."),
+            ),
+        ),
+        Table(
+            "entitlements",
+            "What each customer may use: a product and a quantity (limit per month) over a date range.",
+            ("entitlement_id",),
+            (
+                _c("entitlement_id", Kind.ID, "Entitlement id.", True),
+                _c("customer_id", Kind.ID, "Billing customer id, when the entitlement system records it."),
+                _c("account_id", Kind.ID, "Account id in the entitlement system (resolved when customer_id "
+                   "is absent)."),
+                _c("account_name", Kind.NAME, "Account name in the entitlement system."),
+                _c("sku", Kind.ID, "Product code.", True),
+                _c("quantity", Kind.INTEGER, "Limit per month (units of the product); null = unlimited."),
+                _c("start_date", Kind.DATE, "First day of the entitlement.", True),
+                _c("end_date", Kind.DATE, "Day it ends, exclusive (null = open-ended)."),
+            ),
+        ),
+        Table(
+            "usage_events",
+            "Metered usage; `event_id` is the idempotency key (a retried event counts once).",
+            ("event_id",),
+            (
+                _c("event_id", Kind.ID, "Idempotency key of the event.", True),
+                _c("customer_id", Kind.ID, "Billing customer id, when the emitter records it."),
+                _c("account_id", Kind.ID, "Account id in the operations system (resolved when customer_id "
+                   "is absent)."),
+                _c("subscription_id", Kind.ID, "Contract/subscription the usage belongs to, if known."),
+                _c("sku", Kind.ID, "Product code.", True),
+                _c("quantity", Kind.INTEGER, "Units consumed.", True),
+                _c("occurred_at", Kind.TIMESTAMP, "When the usage happened.", True),
             ),
         ),
     )

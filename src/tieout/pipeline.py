@@ -22,6 +22,7 @@ from tieout.config import Config
 from tieout.engines import create_engine
 from tieout.errors import ConfigError, StoreError
 from tieout.findings import Finding, evidence_summary
+from tieout.links import link_entities, record_resolution
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
@@ -148,6 +149,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             t0 = time.perf_counter()
             tables, counts, quarantined, inputs = ingest(cfg, engine, say)
             timings["ingest"] = time.perf_counter() - t0
+            links, resolution = link_entities(cfg, engine, tables, st)  # entity resolution (tieout.links)
+            tables.update(links)
             as_of = _as_of(cfg, tables)
             ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
             checks = run_checks(cfg, rules, ctx, shadow, say)
@@ -180,6 +183,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
                 counts=result_counts, timings=timings, actor=actor,
                 triage=triage(cfg.priority, cfg.routing, customer_segments(tables)),
                 notices=notice_plan(cfg.notify)))
+            if resolution is not None:
+                record_resolution(st, recorded.run_id, resolution)
             timings["store"] = time.perf_counter() - t2
         result = RunResult(recorded.run_id, as_of, findings, counts, metrics, quarantined, ran, skipped,
                            recorded.lifecycle, timings, checks_failed=list(checks.failed.values()),

@@ -23,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -176,6 +177,35 @@ class OutboxRow(Base):
 
 
 Index("ix_findings_amount", FindingRow.amount_at_risk)
+
+
+# Entity resolution (tieout.links): the latest run's links and the review queue of candidates.
+class EntityLinkRow(Base):
+    __tablename__ = "entity_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    system: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(256))
+    customer_id: Mapped[str] = mapped_column(String(256))
+    method: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Float)
+
+
+class LinkCandidateRow(Base):
+    __tablename__ = "entity_link_candidates"
+    candidate_id: Mapped[str] = mapped_column(String(16), primary_key=True)  # stable: system, account, customer
+    system: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(256))
+    account_name: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str] = mapped_column(String(256))
+    customer_name: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | confirmed | rejected
+    last_seen_run: Mapped[int | None] = mapped_column(ForeignKey("runs.run_id"), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 def _now() -> datetime:

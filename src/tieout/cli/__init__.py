@@ -457,4 +457,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 # Command groups in their own modules; each registers itself on `app` when imported.
 from tieout.cli import audit, db, metrics, notify  # noqa: E402,F401
 from tieout.cli import findings as findings_commands  # noqa: E402,F401
+from tieout.cli import links as _links  # noqa: E402, F401
+from tieout.cli import report as _report  # noqa: E402, F401
 from tieout.cli import rules as _rules  # noqa: E402, F401

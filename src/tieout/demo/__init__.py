@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tieout.demo.crm import add_crm_and_operations
 from tieout.money import currency_exponent
 
 START = date(2026, 7, 1)
@@ -137,6 +138,7 @@ def generate_workspace(path: Path, customers: int = 2000, seed: int = 7) -> Mani
     for i in range(customers):
         _simulate_customer(b, m, i, defect_plan.get(i), rng)
     _payouts_and_ledger(b, m, rng)
+    add_crm_and_operations(path / "data", b, m, rng)
     _write_all(path, b, m)
     return m
 
@@ -648,6 +650,52 @@ sources:
         Checking JPY: JPY
         Merchant Fees EUR: EUR
         Merchant Fees JPY: JPY
+  - name: products
+    format: csv
+    path: data/products.csv
+    table: products
+    system: billing
+  - name: crm_accounts
+    format: csv
+    path: data/crm_accounts.csv
+    table: crm_accounts
+    system: crm
+    columns:
+      account_id: Id
+      name: Name
+      customer_id: Billing_Account_Number__c
+      owner: Owner
+      status: Status__c
+      go_live_date: Go_Live_Date__c
+      seats: Provider_Count__c
+    date_formats: ["%m/%d/%Y"]
+  - name: crm_products
+    format: csv
+    path: data/crm_products.csv
+    table: crm_products
+    system: crm
+    columns:
+      account_id: Account__c
+      sku: Product_Code__c
+      status: Status__c
+  - name: operations_roster
+    format: csv
+    path: data/operations_roster.csv
+    table: operations_roster
+    system: operations
+  - name: entitlements
+    format: csv
+    path: data/entitlements.csv
+    table: entitlements
+    system: entitlements
+  - name: usage_events
+    format: csv
+    path: data/usage_events.csv
+    table: usage_events
+    system: operations
+
+entities:
+  alias_file: data/aliases.csv
 
 checks:
   gateway_billing:
@@ -659,4 +707,6 @@ checks:
     cash_accounts: [Checking, Checking EUR, Checking JPY]
     fee_accounts: [Merchant Fees, Merchant Fees EUR, Merchant Fees JPY]
     deposit_window_days: 3
+  crm_operations:
+    go_live_tolerance_days: 7
 """
