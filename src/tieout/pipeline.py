@@ -28,6 +28,7 @@ from tieout.model import TABLES
 from tieout.normalize import normalize
 from tieout.quality import FileCount, gate
 from tieout.sources import read_file, source_files, source_format
+from tieout.sources.connectors import pull_connectors
 from tieout.store import Store
 
 Progress = Callable[[str], None]
@@ -132,7 +133,9 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
     run_id: int | None = None
     try:
         t0 = time.perf_counter()
-        tables, counts, quarantined, inputs = ingest(cfg, engine, say)
+        pulled = pull_connectors(cfg, say)  # connector sources: pull, snapshot, then read like files
+        tables, counts, quarantined, inputs = ingest(pulled.config, engine, say)
+        pulled.annotate(inputs, quarantined)
         timings["ingest"] = time.perf_counter() - t0
         run_id = st.start_run(config_hash(cfg), tieout_version(), inputs)
         as_of = _as_of(cfg, tables)
