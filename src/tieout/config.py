@@ -219,6 +219,8 @@ class Config(_Section):
     rules: list[RuleConfig] = Field(default_factory=list, description="Custom rules: SQL rule files and "
                                     "Python rule modules (see `tieout rules list`, docs/rules.md).")
     severity: SeverityConfig = Field(default_factory=lambda: SeverityConfig.model_validate({}))
+    secrets_file: str | None = Field(None, description="File of NAME=value lines filling `${NAME}` in this "
+                                     "config where the environment has none (keep it out of version control).")
     fail_on: Literal["high", "medium", "low", "never"] = Field(
         "high", description="`tieout run` exits 1 when a finding at or above this severity is open."
     )
@@ -304,21 +306,50 @@ def _dotted(loc: Location) -> str:
     return ".".join(str(p) for p in loc) or "(root)"
 
 
-def _expand_env(value: Any, loc: Location, path: Path, lines: dict[Location, int]) -> Any:
+def _expand_env(value: Any, loc: Location, path: Path, lines: dict[Location, int],
+                secrets: dict[str, str] | None = None) -> Any:
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{_where(path, lines, loc)}: {_dotted(loc)}: environment variable "
-                                  f"${{{name}}} is not set")
-            return os.environ[name]
+            if name in os.environ:
+                return os.environ[name]
+            if secrets and name in secrets:
+                return secrets[name]
+            raise ConfigError(f"{_where(path, lines, loc)}: {_dotted(loc)}: environment variable "
+                              f"${{{name}}} is not set" + (" (nor in secrets_file)" if secrets is not None else ""))
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, (*loc, str(k)), path, lines) for k, v in value.items()}
+        return {k: _expand_env(v, (*loc, str(k)), path, lines, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, (*loc, i), path, lines) for i, v in enumerate(value)]
+        return [_expand_env(v, (*loc, i), path, lines, secrets) for i, v in enumerate(value)]
     return value
+
+
+def _secrets_file(data: dict[str, Any], path: Path, lines: dict[Location, int]) -> dict[str, str] | None:
+    """`NAME=value` lines of the file `secrets_file:` names (comments and blank lines skipped); its
+    values fill `${NAME}` where the environment has none. Values are never echoed in errors."""
+    name = data.get("secrets_file")
+    if name is None:
+        return None
+    where = _where(path, lines, ("secrets_file",))
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: secrets_file: expected a file path")
+    file = Path(name) if Path(name).is_absolute() else path.parent / name
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: secrets_file: cannot read '{name}': {exc.strerror}") from None
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not _ENV.fullmatch("${" + key.strip() + "}"):
+            raise ConfigError(f"{name}:{n}: expected NAME=value (the value is not shown)")
+        out[key.strip()] = value.strip().strip("'\"")
+    return out
 
 
 def _data_loc(data: Any, loc: Location) -> Location:
@@ -379,7 +410,7 @@ def parse_config(text: str, path: Path) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}:1: the top level must be a mapping of sections")
-    data = _expand_env(data, (), path, lines)
+    data = _expand_env(data, (), path, lines, _secrets_file(data, path, lines))
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:

@@ -134,27 +134,32 @@ def links_table(engine: Engine, res: Resolution) -> ir.Table:
 def record_resolution(store: Store, run_id: int, res: Resolution) -> None:
     """Store the run's links and refresh the review queue (decided candidates keep their decision)."""
     with Session(store.engine) as s, s.begin():
-        s.execute(delete(EntityLinkRow))  # only the latest run's links are kept: they are rebuilt every run
-        if res.links:
-            s.execute(insert(EntityLinkRow), [dict(run_id=run_id, system=lk.system, account_id=lk.account_id,
-                                                   customer_id=lk.customer_id, method=str(lk.method),
-                                                   score=float(lk.score)) for lk in res.links])
-        known = {r[0]: r[1] for r in s.execute(select(LinkCandidateRow.candidate_id, LinkCandidateRow.status))}
-        fresh: dict[str, Candidate] = {candidate_id(c.system, c.account_id, c.customer_id): c for c in res.review}
-        new_rows = [dict(candidate_id=cid, system=c.system, account_id=c.account_id, account_name=c.account_name,
-                         customer_id=c.customer_id, customer_name=c.customer_name, score=c.score, reason=c.reason,
-                         status="pending", last_seen_run=run_id, note="")
-                    for cid, c in fresh.items() if cid not in known]
-        if new_rows:
-            s.execute(insert(LinkCandidateRow), new_rows)
-        for cid, c in fresh.items():
-            if cid in known:
-                s.execute(update(LinkCandidateRow).where(LinkCandidateRow.candidate_id == cid)
-                          .values(score=c.score, reason=c.reason, last_seen_run=run_id))
-        # A pending candidate the run no longer proposes (data changed) leaves the queue.
-        stale = [cid for cid, st in known.items() if st == "pending" and cid not in fresh]
-        for i in range(0, len(stale), 500):
-            s.execute(delete(LinkCandidateRow).where(LinkCandidateRow.candidate_id.in_(stale[i:i + 500])))
+        write_resolution(s, run_id, res)
+
+
+def write_resolution(s: Session, run_id: int, res: Resolution) -> None:
+    """record_resolution inside the caller's transaction (a run writes it with everything else)."""
+    s.execute(delete(EntityLinkRow))  # only the latest run's links are kept: they are rebuilt every run
+    if res.links:
+        s.execute(insert(EntityLinkRow), [dict(run_id=run_id, system=lk.system, account_id=lk.account_id,
+                                               customer_id=lk.customer_id, method=str(lk.method),
+                                               score=float(lk.score)) for lk in res.links])
+    known = {r[0]: r[1] for r in s.execute(select(LinkCandidateRow.candidate_id, LinkCandidateRow.status))}
+    fresh: dict[str, Candidate] = {candidate_id(c.system, c.account_id, c.customer_id): c for c in res.review}
+    new_rows = [dict(candidate_id=cid, system=c.system, account_id=c.account_id, account_name=c.account_name,
+                     customer_id=c.customer_id, customer_name=c.customer_name, score=c.score, reason=c.reason,
+                     status="pending", last_seen_run=run_id, note="")
+                for cid, c in fresh.items() if cid not in known]
+    if new_rows:
+        s.execute(insert(LinkCandidateRow), new_rows)
+    for cid, c in fresh.items():
+        if cid in known:
+            s.execute(update(LinkCandidateRow).where(LinkCandidateRow.candidate_id == cid)
+                      .values(score=c.score, reason=c.reason, last_seen_run=run_id))
+    # A pending candidate the run no longer proposes (data changed) leaves the queue.
+    stale = [cid for cid, st in known.items() if st == "pending" and cid not in fresh]
+    for i in range(0, len(stale), 500):
+        s.execute(delete(LinkCandidateRow).where(LinkCandidateRow.candidate_id.in_(stale[i:i + 500])))
 
 
 def link_entities(cfg: Config, engine: Engine, tables: dict[str, ir.Table],

@@ -22,7 +22,7 @@ from tieout.config import Config
 from tieout.engines import create_engine
 from tieout.errors import ConfigError, StoreError
 from tieout.findings import Finding, evidence_summary
-from tieout.links import link_entities, record_resolution
+from tieout.links import link_entities, write_resolution
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
@@ -32,6 +32,7 @@ from tieout.routing import triage
 from tieout.rules import RuleFailure, ShadowDiff, diff_shadow, load_rules
 from tieout.rules.execute import run_checks
 from tieout.sources import read_file, source_files, source_format
+from tieout.sources.connectors import pull_connectors
 from tieout.store import OPEN_STATUSES, RunRecord, Store
 
 Progress = Callable[[str], None]
@@ -147,7 +148,9 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
     try:
         with st.run_lock():
             t0 = time.perf_counter()
-            tables, counts, quarantined, inputs = ingest(cfg, engine, say)
+            pulled = pull_connectors(cfg, say)  # connector sources: pull, snapshot, then read like files
+            tables, counts, quarantined, inputs = ingest(pulled.config, engine, say)
+            pulled.annotate(inputs, quarantined)
             timings["ingest"] = time.perf_counter() - t0
             links, resolution = link_entities(cfg, engine, tables, st)  # entity resolution (tieout.links)
             tables.update(links)
@@ -182,9 +185,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
                           "unit": m.unit} for m in metrics],
                 counts=result_counts, timings=timings, actor=actor,
                 triage=triage(cfg.priority, cfg.routing, customer_segments(tables)),
-                notices=notice_plan(cfg.notify)))
-            if resolution is not None:
-                record_resolution(st, recorded.run_id, resolution)
+                notices=notice_plan(cfg.notify),
+                also=[] if resolution is None else [lambda s, run_id: write_resolution(s, run_id, resolution)]))
             timings["store"] = time.perf_counter() - t2
         result = RunResult(recorded.run_id, as_of, findings, counts, metrics, quarantined, ran, skipped,
                            recorded.lifecycle, timings, checks_failed=list(checks.failed.values()),

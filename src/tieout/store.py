@@ -303,6 +303,8 @@ class RunRecord:
     actor: str = "tieout"
     triage: Callable[[Finding, int], Assessment] | None = None  # (finding, age in days) -> assessment
     notices: Callable[[FindingRow, str], list[tuple[str, str]]] | None = None  # (row, state) -> [(channel, mode)]
+    # Further writes of the run (e.g. its entity links), made in the same transaction: (session, run_id).
+    also: Sequence[Callable[[Session, int], None]] = ()
 
 
 @dataclass
@@ -391,6 +393,8 @@ class Store:
                 s.execute(insert(QuarantineRow), [dict(run_id=run.run_id, **r) for r in rec.quarantine])
             if rec.metrics:
                 s.execute(insert(MetricRow), [dict(run_id=run.run_id, **r) for r in rec.metrics])
+            for write in rec.also:
+                write(s, run.run_id)
             if rec.notices is not None:
                 out.notices_queued = _queue_notices(s, run.run_id, now, out.transitions, rec.notices)
             audit = [("run", str(run.run_id), rec.actor, {

@@ -14,8 +14,12 @@ from pathlib import Path
 from tieout.config import Config, SourceConfig
 from tieout.engines.base import Engine
 from tieout.errors import ConfigError, InputError
+from tieout.sources import adyen as _adyen  # noqa: F401  (registers formats)
+from tieout.sources import chargebee as _chargebee  # noqa: F401  (registers the Chargebee connector)
 from tieout.sources import quickbooks as _quickbooks  # noqa: F401  (registers formats)
+from tieout.sources import sql as _sql  # noqa: F401  (registers the SQL connector)
 from tieout.sources import stripe as _stripe  # noqa: F401
+from tieout.sources import stripe_api as _stripe_api  # noqa: F401  (registers the Stripe connector)
 from tieout.sources import tabular as _tabular  # noqa: F401
 from tieout.sources.base import FORMATS, RawFrame, SourceFormat, register_format
 
