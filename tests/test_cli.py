@@ -179,7 +179,7 @@ def test_help_lists_every_command() -> None:
     r = cli("--help")
     assert r.code == 0
     top = {p.split()[1] for p in _command_paths()}
-    assert top == {"demo", "init", "run", "findings", "quarantine", "checks", "categories", "sources"}
+    assert top == {"demo", "init", "run", "findings", "quarantine", "checks", "categories", "sources", "validate"}
     for name in top:
         assert re.search(rf"\b{name}\b", r.out), name
     sub = cli("findings", "--help")

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from tieout.billing.catalog import BillingConfig
 from tieout.errors import ConfigError
 from tieout.money import is_known_currency
 
@@ -107,6 +108,7 @@ class Config(_Section):
     fail_on: Literal["high", "medium", "low", "never"] = Field(
         "high", description="`tieout run` exits 1 when a finding at or above this severity is open."
     )
+    billing: BillingConfig = Field(default_factory=lambda: BillingConfig.model_validate({}))
 
     _path: Path = PrivateAttr(default=Path("tieout.yaml"))
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)

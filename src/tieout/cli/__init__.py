@@ -549,3 +549,4 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 # Command groups in their own modules; each registers itself on `app` when imported.
+from tieout.cli import validate as _validate  # noqa: E402,F401

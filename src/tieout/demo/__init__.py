@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tieout.demo.drafts import write_drafts
 from tieout.money import currency_exponent
 
 START = date(2026, 7, 1)
@@ -138,6 +139,7 @@ def generate_workspace(path: Path, customers: int = 2000, seed: int = 7) -> Mani
         _simulate_customer(b, m, i, defect_plan.get(i), rng)
     _payouts_and_ledger(b, m, rng)
     _write_all(path, b, m)
+    write_drafts(path, contracts=max(40, customers // 50), seed=seed)
     return m
 
 
