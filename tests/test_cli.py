@@ -180,7 +180,7 @@ def test_help_lists_every_command() -> None:
     assert r.code == 0
     top = {p.split()[1] for p in _command_paths()}
     assert top == {"demo", "init", "run", "findings", "quarantine", "checks", "categories", "sources", "rules",
-                   "audit", "db", "notify", "metrics", "links", "report"}
+                   "audit", "db", "notify", "metrics", "links", "report", "validate"}
     for name in top:
         assert re.search(rf"\b{name}\b", r.out), name
     sub = cli("findings", "--help")

@@ -66,6 +66,13 @@ _ENTRIES = (
              "crm_operations", "billing-ops"),
     Category("usage_without_entitlement", "Usage recorded for a product the customer is not entitled to.",
              "crm_operations", "customer-success"),
+    Category("sku_not_in_catalog", "A contract or draft invoice sells a SKU the catalog does not price, or "
+             "a SKU that needs an entitlement without one.", None, "billing-ops"),
+    Category("discount_not_approved", "A contract carries a discount above the approval threshold without an "
+             "approval reference.", None, "billing-ops"),
+    Category("contract_incomplete", "A contract lacks a field its invoice needs: the customer's tax id where "
+             "taxed, a billing contact, a purchase-order number where the customer requires one.", None,
+             "billing-ops"),
     Category("missing_from_crm", "A billed or live customer is missing from the CRM.", "crm_operations", "revops"),
     Category("missing_from_billing", "A CRM customer or product is missing from billing.", "crm_operations", "revops"),
     Category("missing_from_operations", "A billed customer is not live in operations.", "crm_operations", "revops"),

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from tieout.billing.catalog import BillingConfig
 from tieout.errors import ConfigError
 from tieout.money import is_known_currency
 
@@ -229,6 +230,7 @@ class Config(_Section):
     notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))
     entities: EntitiesConfig = Field(default_factory=lambda: EntitiesConfig.model_validate({}),
                                      description="Entity resolution across systems, see EntitiesConfig.")
+    billing: BillingConfig = Field(default_factory=lambda: BillingConfig.model_validate({}))
 
     _path: Path = PrivateAttr(default=Path("tieout.yaml"))
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)

@@ -97,6 +97,9 @@ TABLES: dict[str, Table] = {
                 _c("crm_id", Kind.ID, "Account id in the CRM."),
                 _c("segment", Kind.TEXT, "Customer segment used by routing (smb, mid-market, enterprise)."),
                 _c("status", Kind.TEXT, "Account status in billing."),
+                _c("jurisdiction", Kind.TEXT, "Tax jurisdiction (e.g. US-NY, DE), looked up in the tax rate table."),
+                _c("tax_id", Kind.ID, "Customer's tax/VAT id, needed on its first invoice where taxed."),
+                _c("requires_po", Kind.BOOL, "The customer needs a purchase-order number on every invoice."),
             ),
         ),
         Table(
@@ -116,6 +119,13 @@ TABLES: dict[str, Table] = {
                 _c("status", Kind.ENUM, "Subscription status.", True, SUBSCRIPTION_STATUSES),
                 _c("discount_percent", Kind.DECIMAL, "Contracted discount, percent of the line."),
                 _c("discount_end", Kind.DATE, "Discount applies to periods starting before this day."),
+                _c("contract_id", Kind.ID, "Contract these rows belong to: one row per segment between "
+                   "changes (upgrade, quantity change); defaults to subscription_id."),
+                _c("billing_anchor", Kind.INTEGER, "Day of month billing periods start (1-31; 31 = the last day "
+                   "of short months); default: the start day."),
+                _c("trial_end", Kind.DATE, "Service before this day is a free trial."),
+                _c("coupon", Kind.ID, "Catalog coupon code applied to this subscription."),
+                _c("po_number", Kind.ID, "Purchase-order number for customers that require one."),
             ),
         ),
         Table(
@@ -154,6 +164,9 @@ TABLES: dict[str, Table] = {
                 _c("period_start", Kind.DATE, "Service period start.", True),
                 _c("period_end", Kind.DATE, "Service period end, exclusive.", True),
                 _c("proration", Kind.BOOL, "Line covers part of a period."),
+                _c("tax", Kind.MONEY, "Tax on this line."),
+                _c("kind", Kind.TEXT, "Line kind when the billing engine says: recurring, proration, credit, usage, "
+                   "minimum, percentage (a negative amount reads as a credit)."),
             ),
         ),
         Table(
@@ -287,7 +300,8 @@ TABLES: dict[str, Table] = {
                    "is absent)."),
                 _c("account_name", Kind.NAME, "Account name in the entitlement system."),
                 _c("sku", Kind.ID, "Product code.", True),
-                _c("quantity", Kind.INTEGER, "Limit per month (units of the product); null = unlimited."),
+                _c("quantity", Kind.INTEGER, "Units included per month (the limit; usage above it is overage "
+                   "billed at the catalog price); null = unlimited."),
                 _c("start_date", Kind.DATE, "First day of the entitlement.", True),
                 _c("end_date", Kind.DATE, "Day it ends, exclusive (null = open-ended)."),
             ),

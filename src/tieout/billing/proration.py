@@ -9,7 +9,10 @@ half-up to the minor unit.
 
 from __future__ import annotations
 
+import calendar
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from fractions import Fraction
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -72,3 +75,97 @@ def discount_amount(gross: ir.IntegerValue, percent: ir.NumericValue, applies: i
     disc = (raw + ibis.literal(Decimal("0.5"), dt.Decimal(38, 6))).floor().cast(dt.int64)
     disc = ibis.least(disc, gross)
     return ibis.ifelse(applies & percent.notnull(), disc, 0).cast(dt.int64)
+
+
+# --- billing cycles with an anchor day, and proration by day or by second ----------------------
+# The reference (Python, exact) first, then the same rules on the engine.
+
+SECONDS_PER_DAY = 86_400
+
+
+def days_in_month(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
+def anchor_date(year: int, month: int, anchor_day: int) -> date:
+    """The anchor day in a month, clamped to its last day: anchor 31 in February is the 28th (29th)."""
+    return date(year, month, min(anchor_day, days_in_month(year, month)))
+
+
+def _shift(year: int, month: int, months: int) -> tuple[int, int]:
+    index = year * 12 + month - 1 + months
+    return index // 12, index % 12 + 1
+
+
+def cycle_containing(day: date, anchor_day: int, months: int = 1, phase: date | None = None) -> tuple[date, date]:
+    """[start, end) of the billing cycle containing `day`: cycles start on the anchor day every
+    `months` months, counted from the month of `phase` (default: the cycle `day` starts in)."""
+    y, m = day.year, day.month
+    if anchor_date(y, m, anchor_day) > day:
+        y, m = _shift(y, m, -1)
+    if phase is not None:
+        back = (y * 12 + m - (phase.year * 12 + phase.month)) % months
+        y, m = _shift(y, m, -back)
+    ny, nm = _shift(y, m, months)
+    return anchor_date(y, m, anchor_day), anchor_date(ny, nm, anchor_day)
+
+
+def prorate_fraction(service: tuple[datetime, datetime], period: tuple[datetime, datetime],
+                     by: str = "day") -> Fraction:
+    """Share of `period` covered by `service` (both [start, end), datetimes; a date is its midnight,
+    see `midnight`): counted in whole days (`day`: complete 24-hour days) or in seconds (`second`)."""
+    def length(a: datetime, b: datetime) -> int:
+        delta = b - a
+        return delta.days if by == "day" else delta.days * SECONDS_PER_DAY + delta.seconds
+
+    lo, hi = max(service[0], period[0]), min(service[1], period[1])
+    if hi <= lo:
+        return Fraction(0)
+    return Fraction(length(lo, hi), length(*period))
+
+
+def midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def prorate_exact(amount_minor: Decimal | int, fraction: Fraction) -> Decimal:
+    """amount × fraction, exact (rounded later, once, with the named mode)."""
+    return Decimal(amount_minor) * fraction.numerator / fraction.denominator
+
+
+def days_in_month_of(d: ir.DateValue) -> ir.IntegerValue:
+    first = d.truncate("M")
+    return (first + ibis.interval(months=1)).delta(first, unit="day").cast(dt.int64)
+
+
+def anchor_in_month(month_first: ir.DateValue, anchor_day: ir.IntegerValue) -> ir.DateValue:
+    """The anchor day in the month starting at `month_first`, clamped to the month's last day."""
+    day = ibis.least(anchor_day, days_in_month_of(month_first))
+    return month_first + (day - 1).as_interval("D")
+
+
+def billing_cycles(subs: ir.Table, months: ir.Table) -> ir.Table:
+    """One row per (subscription row, billing cycle) whose cycle starts in a month of `months`
+    (column `month`, a 1st) and overlaps the service [`_svc_start`, `_svc_end`).
+
+    `subs` carries `_anchor` (day 1-31), `_months` (interval) and `_svc_start`/`_svc_end`. Cycles are
+    phased on the cycle that contains the service start, so a quarterly plan started in May bills in
+    May, August, November. Adds cycle_start, cycle_end, cycle_no (0 = first), service_start,
+    service_end, service_days and cycle_days."""
+    s0 = subs._svc_start
+    first_month = s0.truncate("M")
+    phase = month_index(first_month) - ibis.ifelse(anchor_in_month(first_month, subs._anchor) > s0, 1, 0)
+    grid = subs.mutate(_phase=phase).cross_join(months)
+    offset = month_index(grid.month) - grid._phase
+    grid = grid.filter((offset >= 0) & ((offset % grid._months) == 0))
+    cycle_start = anchor_in_month(grid.month, grid._anchor)
+    cycle_end = anchor_in_month(add_months(grid.month, grid._months), grid._anchor)
+    grid = grid.mutate(cycle_start=cycle_start, cycle_end=cycle_end,
+                       cycle_no=((month_index(grid.month) - grid._phase) // grid._months).cast(dt.int64))
+    grid = grid.mutate(service_start=ibis.greatest(grid.cycle_start, grid._svc_start),
+                       service_end=ibis.least(grid.cycle_end, grid._svc_end.fill_null(_FAR)))
+    grid = grid.mutate(
+        service_days=grid.service_end.delta(grid.service_start, unit="day").cast(dt.int64),
+        cycle_days=grid.cycle_end.delta(grid.cycle_start, unit="day").cast(dt.int64),
+    )
+    return grid.filter(grid.service_days > 0).drop("_phase", "month")

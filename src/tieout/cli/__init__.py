@@ -461,3 +461,4 @@ from tieout.cli import links as _links  # noqa: E402, F401
 from tieout.cli import report as _report  # noqa: E402, F401
 from tieout.cli import rules as _rules  # noqa: E402, F401
 from tieout.cli import sources as _sources  # noqa: E402,F401  (sources test, sources pull)
+from tieout.cli import validate as _validate  # noqa: E402,F401

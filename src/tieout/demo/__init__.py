@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tieout.demo.crm import add_crm_and_operations
+from tieout.demo.drafts import write_drafts
 from tieout.money import currency_exponent
 
 START = date(2026, 7, 1)
@@ -140,6 +141,7 @@ def generate_workspace(path: Path, customers: int = 2000, seed: int = 7) -> Mani
     _payouts_and_ledger(b, m, rng)
     add_crm_and_operations(path / "data", b, m, rng)
     _write_all(path, b, m)
+    write_drafts(path, contracts=max(40, customers // 50), seed=seed)
     return m
 
 

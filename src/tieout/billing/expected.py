@@ -1,0 +1,386 @@
+"""The expected invoice, line by line, on the engine: subscriptions (segments of contracts) × the
+catalog × billing cycles × usage × coupons × taxes → one row per line an invoice should carry, with
+its explanation. Set-based Ibis throughout; Python only builds the small catalog tables.
+
+Which invoice a line goes on (its `bill_date`, the invoice's period start): a recurring charge in
+advance on the cycle's first day; in arrears, usage, minimum true-ups, and the credit and charge of a
+change inside a cycle on the next cycle's first day (as Stripe's pending prorations); the leading
+partial period of a new contract on its start day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from tieout.billing.catalog import BillingConfig, minor_scale
+from tieout.billing.pricing import (
+    EXACT,
+    divide_round,
+    exact,
+    money_text,
+    package_count,
+    products_arrow,
+    rate_quantities,
+    round_exact,
+    tiers_arrow,
+)
+from tieout.billing.proration import billing_cycles
+from tieout.engines.base import Engine
+
+_FAR = ibis.literal("9999-12-31").cast(dt.date)
+LINE_KINDS = {
+    "recurring": "the plan's price for a full billing cycle",
+    "proration": "the remaining time of a cycle after a start or change inside it",
+    "credit": "the unused time of a cycle billed in advance and then changed or canceled",
+    "usage": "metered usage above the included quantity, rated over the cycle",
+    "minimum": "the shortfall of usage below the minimum commitment",
+    "percentage": "a percent of the invoice's other lines",
+}
+EXPECTED_COLUMNS = ("contract_id", "subscription_id", "customer_id", "currency", "sku", "kind", "match_kind",
+                    "bill_date", "cycle_start", "period_start", "period_end", "quantity", "unit_amount", "amount",
+                    "discount", "tax", "tax_rate", "tax_inclusive", "discount_expired", "explanation")
+
+
+@dataclass
+class BillingTables:
+    """The canonical inputs of the engine (Ibis tables); usage and the rest may be absent."""
+
+    subscriptions: ir.Table
+    customers: ir.Table | None = None
+    usage_events: ir.Table | None = None
+    entitlements: ir.Table | None = None
+
+
+def months_between(first: date, last: date) -> list[date]:
+    """Firsts of the months from `first`'s month to `last`'s, inclusive."""
+    out = []
+    y, m = first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        out.append(date(y, m, 1))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def horizon(bill_dates: list[date], longest_interval_months: int) -> list[date]:
+    """Months whose cycles can put a line on an invoice dated in `bill_dates` (a cycle billed in
+    arrears started up to one interval before)."""
+    lo, hi = min(bill_dates), max(bill_dates)
+    y, m = lo.year, lo.month - longest_interval_months - 1
+    while m < 1:
+        y, m = y - 1, m + 12
+    return months_between(date(y, m, 1), hi)
+
+
+def catalog_tables(engine: Engine, cfg: BillingConfig) -> dict[str, ir.Table]:
+    """The catalog, coupons and tax rates as engine tables (small)."""
+    coupons = pa.Table.from_pylist([
+        {"c_code": c.code, "c_percent": c.percent_off,
+         "c_amount_off": None if c.amount_off is None else c.amount_off * minor_scale(c.currency or "USD"),
+         "c_currency": c.currency, "c_periods": c.periods_limit, "c_expires": c.expires,
+         "c_cap_major": c.cap, "c_stackable": c.stackable, "c_approval": c.approval_ref}
+        for c in cfg.coupons
+    ], schema=pa.schema([("c_code", pa.string()), ("c_percent", pa.decimal128(38, 9)),
+                         ("c_amount_off", pa.decimal128(38, 9)), ("c_currency", pa.string()),
+                         ("c_periods", pa.int64()), ("c_expires", pa.date32()),
+                         ("c_cap_major", pa.decimal128(38, 9)), ("c_stackable", pa.bool_()),
+                         ("c_approval", pa.string())]))
+    rates = pa.Table.from_pylist([
+        {"r_jurisdiction": r.jurisdiction, "r_tax_code": r.tax_code, "r_rate": r.rate, "r_inclusive": r.inclusive}
+        for r in cfg.tax_rates
+    ], schema=pa.schema([("r_jurisdiction", pa.string()), ("r_tax_code", pa.string()),
+                         ("r_rate", pa.decimal128(38, 9)), ("r_inclusive", pa.bool_())]))
+    return {
+        "products": engine.from_arrow("billing_products", products_arrow(cfg)),
+        "tiers": engine.from_arrow("billing_tiers", tiers_arrow(cfg)),
+        "coupons": engine.from_arrow("billing_coupons", coupons),
+        "tax_rates": engine.from_arrow("billing_tax_rates", rates),
+    }
+
+
+def priced_segments(subs: ir.Table, products: ir.Table) -> ir.Table:
+    """Subscriptions with their contract, service window, anchor and catalog price (left join: a
+    SKU the catalog does not price has null `p_sku`)."""
+    svc_start = ibis.greatest(subs.start_date, subs.trial_end.fill_null(subs.start_date))
+    s = subs.mutate(contract=subs.contract_id.fill_null(subs.subscription_id), _svc_start=svc_start,
+                    _svc_end=subs.end_date, _anchor=subs.billing_anchor.fill_null(svc_start.day()).cast(dt.int64))
+    valid = ((products.p_valid_from.isnull() | (products.p_valid_from <= s._svc_start))
+             & (products.p_valid_to.isnull() | (s._svc_start < products.p_valid_to)))
+    return s.left_join(products, (s.sku == products.p_sku) & valid)
+
+
+def expected_lines(engine: Engine, cfg: BillingConfig, t: BillingTables, bill_dates: list[date]) -> ir.Table:
+    """Every line the invoices dated in `bill_dates` should carry (EXPECTED_COLUMNS)."""
+    cat = catalog_tables(engine, cfg)
+    products = cat["products"]
+    longest = max([p.months for p in cfg.products] or [1])
+    months = engine.from_arrow("billing_months",
+                               pa.table({"month": pa.array(horizon(bill_dates, longest), pa.date32())}))
+    wanted = engine.from_arrow("billing_dates",
+                               pa.table({"want_date": pa.array(sorted(set(bill_dates)), pa.date32())}))
+    seg = priced_segments(t.subscriptions, products)
+    seg = seg.filter(seg.p_sku.notnull() & (seg.currency == seg.p_currency) & (seg.status != "paused"))
+    seg = seg.mutate(_months=seg.p_months)
+    # A segment is a change when another segment of its contract ends the day it starts.
+    ends = t.subscriptions.select(e_contract=t.subscriptions.contract_id.fill_null(t.subscriptions.subscription_id),
+                                  e_end=t.subscriptions.end_date).filter(ibis._.e_end.notnull()).distinct()
+    seg = seg.left_join(ends, (seg.contract == ends.e_contract) & (seg.start_date == ends.e_end))
+    seg = seg.mutate(is_change=seg.e_contract.notnull())
+    # Only what the lines need: every column carried is written again by each materialized step.
+    seg = seg.select("subscription_id", "customer_id", "sku", "quantity", "unit_amount", "currency",
+                     "discount_percent", "discount_end", "coupon", "contract", "_svc_start", "_svc_end", "_anchor",
+                     "_months", "is_change", "p_sku", "p_valid_from", "p_model", "p_amount", "p_package_size",
+                     "p_percent", "p_timing", "p_usage", "p_minimum", "p_tax_code", "p_exp")
+    cyc = billing_cycles(seg, months)
+    cyc = cyc.mutate(_key=cyc.subscription_id + "@" + cyc.cycle_start.cast(dt.string))
+    cyc = engine.materialize("billing_cycles", cyc)
+
+    lines = [_recurring_lines(engine, cyc, cat["tiers"]), _usage_lines(engine, cyc, cat["tiers"], t)]
+    base = ibis.union(*lines, distinct=False)
+    base = base.join(wanted, base.bill_date == wanted.want_date).drop("want_date")
+    base = engine.materialize("expected_base_lines", base)
+    pct = _percentage_lines(cyc, base, cfg.rounding)
+    pct = pct.join(wanted, pct.bill_date == wanted.want_date).drop("want_date")
+    all_lines = ibis.union(base, pct, distinct=False)
+    all_lines = engine.materialize("expected_priced_lines", all_lines.filter(all_lines.amount != 0))
+    return _discount_and_tax(all_lines, cat, t.customers, cfg)
+
+
+def _full_price(c: ir.Table, tiered: ir.Table, qty: ir.IntegerValue) -> ir.DecimalValue:
+    """Exact minor-unit price of one full cycle for the price models other than percentage."""
+    unit = exact(c.unit_amount)
+    return ibis.cases(
+        (c.p_model == "flat", unit),
+        (c.p_model == "per_unit", exact(qty) * unit),
+        (c.p_model == "package", exact(package_count(qty, c.p_package_size.fill_null(1))) * c.p_amount),
+        (c.p_model.isin(["graduated", "volume"]), tiered.tiered_amount.fill_null(0).cast(EXACT)),
+        else_=exact(ibis.literal(0)),
+    )
+
+
+def _price_words(c: ir.Table, qty: ir.IntegerValue, detail: ir.StringValue) -> ir.StringValue:
+    unit = money_text(c.unit_amount, c.currency, c.p_exp)
+    return c.sku + " " + c.p_model + ": " + ibis.cases(
+        (c.p_model == "flat", unit + " flat"),
+        (c.p_model == "per_unit", qty.cast(dt.string) + " × " + unit),
+        (c.p_model == "package", package_count(qty, c.p_package_size.fill_null(1)).cast(dt.string)
+         + " package(s) of " + c.p_package_size.cast(dt.string) + " for " + qty.cast(dt.string) + " units"),
+        else_=qty.cast(dt.string) + " units (" + detail.fill_null("no tier reached") + ")",
+    )
+
+
+def _dates(a: ir.DateValue, b: ir.DateValue) -> ir.StringValue:
+    return a.strftime("%Y-%m-%d") + " to " + b.strftime("%Y-%m-%d")
+
+
+def _line(c: ir.Table, *, kind: str | ir.StringValue, bill_date: ir.DateValue, period_start: ir.DateValue,
+          period_end: ir.DateValue, quantity: ir.IntegerValue, unit_amount: ir.Value, amount: ir.IntegerValue,
+          explanation: ir.StringValue) -> ir.Table:
+    kind_v = ibis.literal(kind) if isinstance(kind, str) else kind
+    return c.select(
+        contract_id=c.contract, subscription_id=c.subscription_id, customer_id=c.customer_id, currency=c.currency,
+        sku=c.sku, kind=kind_v, bill_date=bill_date, cycle_start=c.cycle_start, cycle_no=c.cycle_no,
+        period_start=period_start, period_end=period_end, quantity=quantity.cast(dt.int64),
+        unit_amount=unit_amount.cast(dt.int64), amount=amount.cast(dt.int64), p_tax_code=c.p_tax_code,
+        p_exp=c.p_exp, discount_percent=c.discount_percent, discount_end=c.discount_end, coupon=c.coupon,
+        explanation=explanation,
+    )
+
+
+def _recurring_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table) -> ir.Table:
+    """Recurring charges, remaining-time charges and unused-time credits of non-usage plans."""
+    c = cyc.filter(~cyc.p_usage & (cyc.p_model != "percentage"))
+    q = c.select(_key=c._key, p_sku=c.p_sku, p_valid_from=c.p_valid_from, p_model=c.p_model,
+                 p_exp=c.p_exp, rate_qty=c.quantity.cast(dt.int64))
+    tiered = rate_quantities(q.filter(q.p_model.isin(["graduated", "volume"])), tiers, "_key")
+    c = c.left_join(tiered, c._key == tiered._key).drop("_key_right")
+    full = _full_price(c, c, c.quantity)
+    c = c.mutate(_full=full, _words=_price_words(c, c.quantity, c.tier_detail))
+    c = c.mutate(_cycle=" of cycle " + _dates(c.cycle_start, c.cycle_end))
+    c = engine.materialize("recurring_priced", c)
+    unit = ibis.ifelse(c.p_model.isin(["flat", "per_unit"]), c.unit_amount, ibis.null(dt.int64))
+    advance = c.p_timing == "advance"
+    at_start = c.service_start == c.cycle_start
+    partial = c.service_days < c.cycle_days
+    days = c.service_days.cast(dt.string) + "/" + c.cycle_days.cast(dt.string) + " days"
+    out = []
+    # In advance, active on the cycle's first day: the full cycle on that day's invoice.
+    r = c.filter(advance & at_start)
+    out.append(_line(r, kind="recurring", bill_date=r.cycle_start, period_start=r.cycle_start,
+                     period_end=r.cycle_end, quantity=r.quantity, unit_amount=unit, amount=round_exact(r._full),
+                     explanation=r._words + ", full cycle " + _dates(r.cycle_start, r.cycle_end)))
+    # ...then changed or canceled inside it: credit the unused days on the next invoice.
+    cr = c.filter(advance & at_start & (c.service_end < c.cycle_end))
+    unused = cr.cycle_end.delta(cr.service_end, unit="day").cast(dt.int64)
+    out.append(_line(cr, kind="credit", bill_date=cr.cycle_end, period_start=cr.service_end, period_end=cr.cycle_end,
+                     quantity=cr.quantity, unit_amount=unit, amount=-divide_round(cr._full * unused, cr.cycle_days),
+                     explanation="unused time on " + cr._words + ": " + unused.cast(dt.string) + "/"
+                     + cr.cycle_days.cast(dt.string) + " days " + _dates(cr.service_end, cr.cycle_end)
+                     + cr._cycle))
+    # In advance, starting inside the cycle: the remaining time (a new contract: at once; a change: next invoice).
+    p = c.filter(advance & ~at_start)
+    out.append(_line(p, kind="proration", bill_date=ibis.ifelse(p.is_change, p.cycle_end, p.service_start),
+                     period_start=p.service_start, period_end=p.service_end, quantity=p.quantity, unit_amount=unit,
+                     amount=divide_round(p._full * p.service_days, p.cycle_days),
+                     explanation="remaining time on " + p._words + ": " + days + " " + _dates(p.service_start,
+                                                                                            p.service_end)
+                     + p._cycle))
+    # In arrears: the service days of the cycle, on the next invoice.
+    a = c.filter(~advance)
+    out.append(_line(a, kind=ibis.ifelse(partial, "proration", "recurring"), bill_date=a.cycle_end,
+                     period_start=a.service_start, period_end=a.service_end, quantity=a.quantity, unit_amount=unit,
+                     amount=divide_round(a._full * a.service_days, a.cycle_days),
+                     explanation=a._words + " in arrears: " + days + " " + _dates(a.service_start, a.service_end)
+                     + a._cycle))
+    return ibis.union(*out, distinct=False)
+
+
+def _usage_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table, t: BillingTables) -> ir.Table:
+    """Usage over each cycle's service window, above the included quantity, rated; plus minimum true-ups."""
+    c = cyc.filter(cyc.p_usage)
+    if t.usage_events is not None:
+        ev = t.usage_events
+        ev = ev.filter(ev.quantity >= 0)
+        # Idempotency: one row per event id whatever the input repeats (the gate quarantines repeats too).
+        ev = ev.group_by("event_id").aggregate(u_customer=ev.customer_id.min(), u_sub=ev.subscription_id.min(),
+                                               u_sku=ev.sku.min(), u_qty=ev.quantity.min(), u_at=ev.occurred_at.min())
+        win = c.select(w_key=c._key, w_sub=c.subscription_id, w_customer=c.customer_id, w_sku=c.sku,
+                       w_start=c.service_start.cast(dt.Timestamp(timezone="UTC")),
+                       w_end=c.service_end.cast(dt.Timestamp(timezone="UTC")))
+        # Two equi-joins, not one join on an OR (which engines run as a nested loop): events naming
+        # their subscription, and events naming only the customer.
+        named = ev.filter(ev.u_sub.notnull())
+        by_sub = named.join(win, (named.u_sub == win.w_sub) & (named.u_sku == win.w_sku)
+                            & (named.u_at >= win.w_start) & (named.u_at < win.w_end))
+        loose = ev.filter(ev.u_sub.isnull())
+        by_customer = loose.join(win, (loose.u_customer == win.w_customer) & (loose.u_sku == win.w_sku)
+                                 & (loose.u_at >= win.w_start) & (loose.u_at < win.w_end))
+        cols = ["w_key", "u_qty"]
+        j = ibis.union(by_sub.select(*cols), by_customer.select(*cols), distinct=False)
+        used = j.group_by(u_key=j.w_key).aggregate(used=j.u_qty.sum().cast(dt.int64), events=j.count())
+    else:
+        used = c.select(u_key=c._key, used=ibis.literal(0, dt.int64), events=ibis.literal(0, dt.int64)).limit(0)
+    c = c.left_join(used, c._key == used.u_key)
+    if t.entitlements is not None:
+        en = t.entitlements
+        ej = c.select(i_key=c._key, i_customer=c.customer_id, i_sku=c.sku, i_at=c.cycle_start)
+        ej = ej.join(en, (ej.i_customer == en.customer_id) & (ej.i_sku == en.sku) & (en.start_date <= ej.i_at)
+                     & (ej.i_at < en.end_date.fill_null(_FAR)))
+        # A null quantity is an unlimited entitlement: nothing above it is overage.
+        incl = ej.group_by("i_key").aggregate(included=ej.quantity.sum().cast(dt.int64),
+                                               unlimited=ej.quantity.isnull().any())
+        c = c.left_join(incl, c._key == incl.i_key)
+    else:
+        c = c.mutate(included=ibis.literal(0, dt.int64), unlimited=ibis.literal(False))
+    c = c.mutate(used=c.used.fill_null(0), events=c.events.fill_null(0), included=c.included.fill_null(0))
+    c = c.mutate(overage=c.unlimited.fill_null(False).ifelse(ibis.literal(0, dt.int64),
+                                                             ibis.greatest(c.used - c.included, 0)))
+    q = c.select(_key=c._key, p_sku=c.p_sku, p_valid_from=c.p_valid_from, p_model=c.p_model, p_exp=c.p_exp,
+                 rate_qty=c.overage)
+    tiered = rate_quantities(q.filter(q.p_model.isin(["graduated", "volume"])), tiers, "_key")
+    c = c.left_join(tiered, c._key == tiered._key)
+    c = c.mutate(_usage_exact=_full_price(c, c, c.overage))
+    c = engine.materialize("usage_rated", c)
+    unit = ibis.ifelse(c.p_model.isin(["flat", "per_unit"]), c.unit_amount, ibis.null(dt.int64))
+    words = (c.used.cast(dt.string) + " units from " + c.events.cast(dt.string) + " events "
+             + _dates(c.service_start, c.service_end) + ", " + c.included.cast(dt.string) + " included, "
+             + c.overage.cast(dt.string) + " billed; " + _price_words(c, c.overage, c.tier_detail))
+    u = _line(c, kind="usage", bill_date=c.cycle_end, period_start=c.service_start, period_end=c.service_end,
+              quantity=c.overage, unit_amount=unit, amount=round_exact(c._usage_exact), explanation=words)
+    m = c.filter(c.p_minimum.notnull())
+    floor_exact = m.p_minimum * exact(m.service_days)
+    short = floor_exact - m._usage_exact * exact(m.cycle_days)  # (minimum × days/cycle − usage) × cycle
+    m = m.filter(short > 0)
+    mline = _line(m, kind="minimum", bill_date=m.cycle_end, period_start=m.service_start, period_end=m.service_end,
+                  quantity=ibis.literal(1), unit_amount=ibis.null(dt.int64),
+                  amount=divide_round(m.p_minimum * exact(m.service_days) - m._usage_exact * exact(m.cycle_days),
+                                      m.cycle_days),
+                  explanation="minimum commitment " + money_text(round_exact(m.p_minimum), m.currency, m.p_exp)
+                  + " × " + m.service_days.cast(dt.string) + "/" + m.cycle_days.cast(dt.string)
+                  + " days, usage rated below it")
+    return ibis.union(u, mline, distinct=False)
+
+
+def _percentage_lines(cyc: ir.Table, base: ir.Table, rounding: str) -> ir.Table:
+    """Percentage plans: a percent of the other lines on the same invoice, before discounts."""
+    c = cyc.filter(cyc.p_model == "percentage")
+    c = c.mutate(bill=ibis.ifelse(c.p_timing == "advance", c.cycle_start, c.cycle_end))
+    sums = base.group_by(s_contract=base.contract_id, s_bill=base.bill_date).aggregate(s_base=base.amount.sum())
+    j = c.join(sums, (c.contract == sums.s_contract) & (c.bill == sums.s_bill))
+    amount = divide_round(exact(j.s_base) * j.p_percent, ibis.literal(100), rounding)
+    return _line(j, kind="percentage", bill_date=j.bill, period_start=j.cycle_start, period_end=j.cycle_end,
+                 quantity=ibis.literal(1), unit_amount=ibis.null(dt.int64), amount=amount,
+                 explanation=j.sku + " " + j.p_percent.cast(dt.Decimal(12, 4)).cast(dt.string).re_replace(r"\.?0+$", "")
+                 + "% of the invoice's other lines (" + money_text(j.s_base, j.currency, j.p_exp) + ")")
+
+
+def _discount_and_tax(lines: ir.Table, cat: dict[str, ir.Table], customers: ir.Table | None,
+                      cfg: BillingConfig) -> ir.Table:
+    """Contract discount, then the coupon on what remains (capped, never beyond the line), then tax
+    on the net, exclusive or inclusive, rounded per line with the named mode."""
+    mode = cfg.rounding
+    coupons = cat["coupons"]
+    j = lines.left_join(coupons, lines.coupon == coupons.c_code)
+    # Each step in its own projection: engines inline nested expressions, and the exact rounding
+    # references its input several times, so nesting roundings would grow the SQL exponentially.
+    j = j.mutate(_size=j.amount.abs(),
+                 _pct_on=j.discount_percent.notnull() & (j.discount_end.isnull() | (j.cycle_start < j.discount_end)),
+                 _c_on=(j.c_code.notnull() & (j.c_expires.isnull() | (j.cycle_start < j.c_expires))
+                        & (j.c_periods.isnull() | (j.cycle_no < j.c_periods))))
+    j = j.mutate(_d1_raw=divide_round(exact(j._size) * j.discount_percent.cast(EXACT), ibis.literal(100), mode))
+    j = j.mutate(_d1=ibis.ifelse(j._pct_on, j._d1_raw, 0))
+    j = j.mutate(_rest=j._size - j._d1)
+    j = j.mutate(_c_pct_raw=divide_round(exact(j._rest) * j.c_percent, ibis.literal(100), mode),
+                 _cap_raw=round_exact(j.c_cap_major * _scale(j.p_exp)),
+                 _c_fixed_raw=round_exact(j.c_amount_off))
+    j = j.mutate(
+        _c_pct=ibis.ifelse(j.c_percent.notnull(), j._c_pct_raw, 0),
+        _cap=ibis.ifelse(j.c_cap_major.notnull(), j._cap_raw, j._rest),
+        _c_fixed=ibis.ifelse(j.c_amount_off.notnull() & (j.kind == "recurring") & (j.c_currency == j.currency),
+                             j._c_fixed_raw, 0),
+    )
+    j = j.mutate(_d2=ibis.ifelse(j._c_on, ibis.least(j._c_pct + j._c_fixed, j._cap), 0))
+    j = j.mutate(_disc=ibis.least(j._d1 + j._d2, j._size))
+    sign = ibis.ifelse(j.amount < 0, -1, 1)
+    expired = ((j.discount_percent.notnull() & ~j._pct_on) | (j.c_code.notnull() & ~j._c_on))
+    words = (ibis.ifelse(j._pct_on, "; contract discount " + _pct_text(j.discount_percent), "")
+             + ibis.ifelse(j._c_on & (j._d2 > 0), "; coupon " + j.c_code.fill_null(""), ""))
+    j = j.mutate(discount=(sign * j._disc).cast(dt.int64), discount_expired=expired, _dwords=words)
+    j = j.mutate(net=j.amount - j.discount)
+    if customers is not None:
+        cust = customers.select(t_customer=customers.customer_id, t_jur=customers.jurisdiction)
+        j = j.left_join(cust, j.customer_id == cust.t_customer)
+    else:
+        j = j.mutate(t_jur=ibis.null(dt.string))
+    rates = cat["tax_rates"]
+    j = j.left_join(rates, (j.t_jur == rates.r_jurisdiction) & (j.p_tax_code == rates.r_tax_code))
+    rate = j.r_rate.fill_null(0).cast(EXACT)
+    inclusive = j.r_inclusive.fill_null(False)
+    denom = ibis.ifelse(inclusive, rate + 100, ibis.literal(100).cast(EXACT))
+    j = j.mutate(_rate=rate, _inclusive=inclusive, _denom=denom)
+    j = j.mutate(_tax=divide_round(exact(j.net) * j._rate, j._denom, mode))
+    tax, rate, inclusive = j._tax, j._rate, j._inclusive
+    twords = ibis.ifelse(j.r_rate.notnull() & (j.r_rate > 0), "; tax " + _pct_text(j.r_rate) + " "
+                         + j.t_jur.fill_null("") + ibis.ifelse(inclusive, " included", ""), "")
+    return j.select(
+        contract_id=j.contract_id, subscription_id=j.subscription_id, customer_id=j.customer_id, currency=j.currency,
+        sku=j.sku, kind=j.kind, match_kind=ibis.cases((j.kind == "credit", "credit"), (j.kind == "minimum", "minimum"),
+                                                      else_="charge"),
+        bill_date=j.bill_date, cycle_start=j.cycle_start, period_start=j.period_start, period_end=j.period_end,
+        quantity=j.quantity, unit_amount=j.unit_amount, amount=j.amount, discount=j.discount,
+        tax=tax.cast(dt.int64), tax_rate=j.r_rate.fill_null(0).cast(EXACT), tax_inclusive=inclusive,
+        discount_expired=j.discount_expired, explanation=j.explanation + j._dwords + twords,
+    )
+
+
+def _scale(exponent: ir.IntegerValue) -> ir.DecimalValue:
+    return ibis.cases((exponent == 0, 1), (exponent == 3, 1000), (exponent == 4, 10000), else_=100).cast(EXACT)
+
+
+def _pct_text(value: ir.NumericValue) -> ir.StringValue:
+    return value.cast(dt.Decimal(12, 4)).cast(dt.string).re_replace(r"\.?0+$", "") + "%"
