@@ -106,6 +106,16 @@ def to_minor_units(amount: Decimal, currency: str, rounding: str | None = None) 
     return int(integral)
 
 
+def major_text(minor: int, currency: str) -> str:
+    """Minor units as the plain decimal an export file writes: 1250.00 USD -> '1250.00', 71000 JPY -> '71000'."""
+    exp = currency_exponent(currency)
+    if exp == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    q, r = divmod(abs(minor), 10**exp)
+    return f"{sign}{q}.{r:0{exp}d}"
+
+
 def format_minor(minor: int, currency: str) -> str:
     """'USD 1,234.50' for 123450 USD; 'JPY 71,000' for 71000 JPY."""
     exp = currency_exponent(currency)

@@ -20,7 +20,7 @@ from typing import Any
 
 from tieout.demo.crm import add_crm_and_operations
 from tieout.demo.drafts import write_drafts
-from tieout.money import currency_exponent
+from tieout.money import currency_exponent, major_text
 
 START = date(2026, 7, 1)
 AS_OF = date(2026, 9, 30)
@@ -58,14 +58,6 @@ class Manifest:
         return json.dumps({"expected": sorted(self.expected), "lookalikes": dict(sorted(self.lookalikes.items())),
                            "rows": self.rows}, indent=1)
 
-
-def _major(minor: int, currency: str) -> str:
-    exp = currency_exponent(currency)
-    if exp == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    q, r = divmod(abs(minor), 10**exp)
-    return f"{sign}{q}.{r:0{exp}d}"
 
 
 def _qb_amount(minor: int, style: int, currency: str = "USD") -> str:
@@ -491,7 +483,7 @@ def _write_all(path: Path, b: _Books, m: Manifest) -> None:
     def canonical(name: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
         out = []
         for r in rows:
-            out.append([_major(r[c], r["currency"]) if c in money_cols and r[c] is not None else _iso(r[c])
+            out.append([major_text(r[c], r["currency"]) if c in money_cols and r[c] is not None else _iso(r[c])
                         for c in cols])
         m.rows[name] = _write_csv(d / name, cols, out)
 
@@ -503,9 +495,9 @@ def _write_all(path: Path, b: _Books, m: Manifest) -> None:
     # Invoices as the billing engine exports them (Zuora-style Object.Field headers), mapped in the config.
     inv_rows = [[r["invoice_id"], r["customer_id"], r["subscription_id"], r["status"].capitalize(),
                  _iso(r["issued_at"]), _iso(r["period_start"]), _iso(r["period_end"]), r["currency"],
-                 _major(r["subtotal"], r["currency"]), _major(r["discount"], r["currency"]),
-                 _major(r["tax"], r["currency"]), _major(r["total"], r["currency"]),
-                 _major(r["total"] - r["amount_paid"], r["currency"])] for r in b.invoices]
+                 major_text(r["subtotal"], r["currency"]), major_text(r["discount"], r["currency"]),
+                 major_text(r["tax"], r["currency"]), major_text(r["total"], r["currency"]),
+                 major_text(r["total"] - r["amount_paid"], r["currency"])] for r in b.invoices]
     m.rows["invoices.csv"] = _write_csv(d / "invoices.csv", [
         "Invoice.InvoiceNumber", "Account.AccountNumber", "Subscription.Name", "Invoice.Status",
         "Invoice.PostedDate", "Invoice.ServiceStartDate", "Invoice.ServiceEndDate", "Invoice.Currency",
@@ -525,17 +517,18 @@ def _write_all(path: Path, b: _Books, m: Manifest) -> None:
         bal_rows.append([
             t.get("bt") or "txn_" + t["id"].split("_", 1)[1],
             _iso(t["created"]), _iso(t["created"] + timedelta(days=2)),
-            cur.lower(), _major(t["gross"], cur), _major(t["fee"], cur), _major(t["net"], cur), t["type"], t["id"],
+            cur.lower(), major_text(t["gross"], cur), major_text(t["fee"], cur), major_text(t["net"], cur),
+            t["type"], t["id"],
             "", t["customer"], "", t["charge_id"], "", "", "", t.get("payout", ""), t["invoice"]])
     m.rows["stripe_balance_itemized.csv"] = _write_csv(d / "stripe_balance_itemized.csv", bal_header, bal_rows)
     pay_header = ["id", "Description", "Seller Message", "Created (UTC)", "Amount", "Amount Refunded", "Currency",
                   "Converted Amount", "Fee", "Status", "Customer ID", "Customer Email", "Captured",
                   "Disputed Amount", "Dispute Status", "Invoice ID", "PaymentIntent ID", "invoice_number (metadata)"]
     pay_rows = [[f["id"], "Subscription payment", "Your card was declined.", f["created"].strftime("%Y-%m-%d %H:%M"),
-                 _major(f["amount"], f["currency"]), "0", f["currency"].lower(), "", "0", "Failed", f["customer"], "",
-                 "false", "", "", "", "", f["invoice"]] for f in b.failed]
+                 major_text(f["amount"], f["currency"]), "0", f["currency"].lower(), "", "0", "Failed",
+                 f["customer"], "", "false", "", "", "", "", f["invoice"]] for f in b.failed]
     m.rows["stripe_payments_failed.csv"] = _write_csv(d / "stripe_payments_failed.csv", pay_header, pay_rows)
-    po_rows = [[p["id"], _major(p["amount"], p["currency"]), p["currency"].lower(), _iso(p["arrival_date"]),
+    po_rows = [[p["id"], major_text(p["amount"], p["currency"]), p["currency"].lower(), _iso(p["arrival_date"]),
                 p["status"]] for p in b.payouts]  # type: ignore[attr-defined]
     m.rows["stripe_payouts.csv"] = _write_csv(d / "stripe_payouts.csv",
                                               ["id", "Amount", "Currency", "Arrival Date (UTC)", "Status"], po_rows)

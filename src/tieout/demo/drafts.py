@@ -17,7 +17,7 @@ from typing import Any
 
 from tieout.billing.catalog import BillingConfig
 from tieout.billing.pricing import rated_amount, round_minor
-from tieout.money import currency_exponent
+from tieout.money import major_text
 
 INVOICE_DATE = date(2026, 10, 1)
 CYCLE = (date(2026, 9, 1), date(2026, 10, 1))  # the September cycle (usage, changes) billed on Oct 1
@@ -116,14 +116,6 @@ class _Out:
     lines: list[dict[str, Any]] = field(default_factory=list)
     n_event: int = 0
 
-
-def _major(minor: int, currency: str) -> str:
-    exp = currency_exponent(currency)
-    if exp == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    q, r = divmod(abs(minor), 10**exp)
-    return f"{sign}{q}.{r:0{exp}d}"
 
 
 def _tax(net: int, jurisdiction: str) -> int:
@@ -419,7 +411,7 @@ def _text(col: str, value: Any, currency: str) -> str:
     if value is None:
         return ""
     if col in _MONEY:
-        return _major(int(value), currency)
+        return major_text(int(value), currency)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, date):
