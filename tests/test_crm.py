@@ -206,20 +206,27 @@ def test_demo_crm_findings_show_every_system_side_by_side(demo_run: DemoRun) -> 
 
 
 def test_review_decisions_persist_in_postgresql(postgres: PostgresServer) -> None:
+    from datetime import UTC, datetime
+
     from tieout.entities import Candidate, Resolution
-    from tieout.links import candidates, decide, decisions, record_resolution
+    from tieout.links import candidates, decide, decisions, write_resolution
+    from tieout.store import RunRecord
+
+    def run_proposing(res: Resolution) -> None:  # a run writes its links inside its own transaction
+        store.record_run(RunRecord(
+            started_at=datetime.now(UTC), config_hash="x", tieout_version="test", inputs=[], rule_versions={},
+            as_of="2026-09-30", findings=[], checks_run=[], quarantine=[], metrics=[], counts={}, timings={},
+            also=[lambda s, run_id: write_resolution(s, run_id, res)]))
 
     store = Store(postgres.create_database())
     try:
-        run_id = store.start_run("x", "test", [])
         queue = [Candidate("crm", "S4", "Initech Group", "C4", "Initech LLC", 88.0, "a word differs"),
                  Candidate("crm", "S9", "Acme Lab", "C2", "Acme Labs", 87.5, "not similar enough")]
-        record_resolution(store, run_id, Resolution(review=queue))
+        run_proposing(Resolution(review=queue))
         pending = {c.account_id: c.candidate_id for c in candidates(store)}
         decide(store, pending["S4"], "confirmed", "ana", "same company")
         decide(store, pending["S9"], "rejected", "ana")
-        again = store.start_run("x", "test", [])
-        record_resolution(store, again, Resolution(review=queue))  # proposed again: decisions stay
+        run_proposing(Resolution(review=queue))  # proposed again: decisions stay
         d = decisions(store)
         assert d.confirmed == [("crm", "S4", "C4")] and d.rejected == [("crm", "S9", "C2")]
         assert candidates(store) == []

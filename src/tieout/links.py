@@ -131,14 +131,9 @@ def links_table(engine: Engine, res: Resolution) -> ir.Table:
     return engine.from_arrow("entity_links", pa.table(cols, schema=schema))
 
 
-def record_resolution(store: Store, run_id: int, res: Resolution) -> None:
-    """Store the run's links and refresh the review queue (decided candidates keep their decision)."""
-    with Session(store.engine) as s, s.begin():
-        write_resolution(s, run_id, res)
-
-
 def write_resolution(s: Session, run_id: int, res: Resolution) -> None:
-    """record_resolution inside the caller's transaction (a run writes it with everything else)."""
+    """Store the run's links and refresh the review queue (decided candidates keep their decision), in
+    the caller's transaction: a run writes them with everything else (RunRecord.also)."""
     s.execute(delete(EntityLinkRow))  # only the latest run's links are kept: they are rebuilt every run
     if res.links:
         s.execute(insert(EntityLinkRow), [dict(run_id=run_id, system=lk.system, account_id=lk.account_id,
