@@ -247,7 +247,7 @@ def test_bad_records_are_quarantined_naming_source_record_and_field(tmp_path: Pa
         ("stripe", "gross", "record txn_0002: required value is empty (field 'amount' missing from the balance "
                             "transaction in the API answer)"),
         ("stripe", "type", "record txn_0003: unknown value 'mystery_category' (expected one of charge, refund, "
-                           "dispute, dispute_reversal, fee, adjustment, payout)"),
+                           "refund_reversal, dispute, dispute_reversal, fee, adjustment, payout)"),
     ]
     (count,) = result.counts
     assert (count.read, count.accepted, count.quarantined) == (4, 1, 3)

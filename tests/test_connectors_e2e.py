@@ -68,6 +68,9 @@ def connector_config(demo: Path, stripe_url: str, db_url: str) -> dict[str, Any]
             src = {**src, "path": str(demo / src["path"])}
         sources.append(src)
     cfg["sources"] = sources
+    entities = cfg.get("entities") or {}
+    if entities.get("alias_file"):
+        entities["alias_file"] = str(demo / entities["alias_file"])
     return cfg
 
 
