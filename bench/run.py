@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 RESULTS = HERE / "results"
 IMPLS = ("tieout", "tieout_gb", "pandas", "polars", "floor")
+MEMORY_LIMIT_ENV = "TIEOUT_BENCH_DUCKDB_MEMORY_LIMIT"
 GB_SOURCES = {"customers", "invoices", "payments", "stripe_balance", "stripe_failed_payments"}
 
 
@@ -87,10 +88,7 @@ def _instrument_engine() -> dict[str, list[float]]:
     wrap("from_arrow", lambda a: f"from_arrow:{a[0]}")
     wrap("materialize", lambda a: "materialize:" + re.sub(r"_(customers|subscriptions|invoices|invoice_lines|"
                                                            r"payments|gateway_transactions|payouts|gl_entries)$",
-                                                           r" (\1)", str(a[0])) if str(a[0]).startswith(
-        ("norm_", "dedup_", "quarantine_")) else "materialize:" + ("accepted" if a[0] in (
-            "customers", "subscriptions", "invoices", "invoice_lines", "payments", "gateway_transactions",
-            "payouts", "gl_entries") else str(a[0])))
+                                                           r" (\1)", str(a[0])))
     return spent
 
 
@@ -104,6 +102,8 @@ def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
         db.unlink()
     t0 = time.perf_counter()
     cfg = load_config(cfg_path)
+    if os.environ.get(MEMORY_LIMIT_ENV):  # `run.py --memory-limit`: DuckDB spills past it
+        cfg.duckdb.memory_limit = os.environ[MEMORY_LIMIT_ENV]
     result = run(cfg)
     secs = time.perf_counter() - t0
     got = {(f.check, f.category, f.subject) for f in result.findings}
@@ -120,6 +120,7 @@ def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
         "engine_steps": {k: {"seconds": round(v[0], 2), "calls": int(v[1])}
                          for k, v in sorted(spent.items(), key=lambda kv: -kv[1][0])},
         "work_seconds": round(secs, 3),
+        "duckdb_memory_limit": cfg.duckdb.memory_limit,
     }
 
 
@@ -176,7 +177,7 @@ def _tree_rss(proc: object) -> int:
     return total
 
 
-def run_one(impl: str, ws: Path, timeout: float, log_dir: Path) -> dict[str, object]:
+def run_one(impl: str, ws: Path, timeout: float, log_dir: Path, memory_limit: str | None = None) -> dict[str, object]:
     import psutil
 
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
@@ -185,7 +186,8 @@ def run_one(impl: str, ws: Path, timeout: float, log_dir: Path) -> dict[str, obj
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", impl, str(ws), str(out)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                 **({MEMORY_LIMIT_ENV: memory_limit} if memory_limit else {})})
     ps = psutil.Process(proc.pid)
     polled = 0
     status = "ok"
@@ -221,7 +223,7 @@ def ensure_workspace(scale: str, base_customers: int) -> tuple[Path, dict[str, o
 
 
 def _fmt_table(rows: list[dict[str, object]]) -> str:
-    head = f"{'scale':>5} {'impl':<10} {'wall s':>8} {'work s':>8} {'peak RSS MB':>11} " \
+    head = f"{'scale':>5} {'impl':<14} {'wall s':>8} {'work s':>8} {'peak RSS MB':>11} " \
            f"{'x tieout':>8} {'x tieout_gb':>11} {'findings':>9}  status"
     lines = [head, "-" * len(head)]
     def num(r: dict[str, object], key: str, fmt: str) -> str:
@@ -230,7 +232,7 @@ def _fmt_table(rows: list[dict[str, object]]) -> str:
         return format(v, fmt) if isinstance(v, (int, float)) else format("-", ">" + width)
 
     for r in rows:
-        lines.append(f"{r['scale']:>5} {r['impl']:<10} {num(r, 'wall_seconds', '8.1f')} "
+        lines.append(f"{r['scale']:>5} {r['impl']:<14} {num(r, 'wall_seconds', '8.1f')} "
                      f"{num(r, 'work_seconds', '8.1f')} "
                      f"{num(r, 'peak_rss_mb', '11.0f')} {num(r, 'x_tieout', '8.2f')} {num(r, 'x_tieout_gb', '11.2f')} "
                      f"{num(r, 'findings', '9d')}  {r['status']}")
@@ -247,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run before it is killed")
     ap.add_argument("--base-customers", type=int, default=20000)
+    ap.add_argument("--memory-limit", default=None,
+                    help="DuckDB memory_limit for the tieout runs (e.g. 2GB): they must spill, not fail")
     a = ap.parse_args(argv)
     impls = [i.strip() for i in a.impls.split(",") if i.strip()]
     unknown = set(impls) - set(IMPLS)
@@ -280,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         scale_rows = []
         for impl in impls:
             print(f"  {impl} ...", end="", file=sys.stderr, flush=True)
-            r = run_one(impl, ws, a.timeout, log_dir)
+            limited = a.memory_limit if impl.startswith("tieout") else None
+            r = run_one(impl, ws, a.timeout, log_dir, limited)
             r["scale"] = scale
+            if limited:
+                r["impl"] = f"{impl}@{limited}"
             print(f" {r['wall_seconds']} s, {r.get('peak_rss_mb', '-')} MB, {r['status']}", file=sys.stderr, flush=True)
             scale_rows.append(r)
-        ref = {x["impl"]: x for x in scale_rows if x["status"] == "ok"}
+        ref = {str(x["impl"]).split("@")[0]: x for x in scale_rows if x["status"] == "ok"}
         for r in scale_rows:
             for key in ("tieout", "tieout_gb"):
                 if key in ref and r["status"] == "ok":

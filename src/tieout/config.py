@@ -203,12 +203,24 @@ class EntitiesConfig(_Section):
                                 "goes to the review queue (`tieout links review`).")
     margin: float = Field(4, ge=0, le=100, description="The best candidate must beat the runner-up by this "
                           "much to be linked automatically.")
+class DuckDBConfig(_Section):
+    """Settings of the embedded DuckDB engine (`duckdb:` in tieout.yaml), used when `engine: duckdb`."""
+
+    memory_limit: str | None = Field(
+        None, description="Memory DuckDB may use before it spills to `temp_directory`, e.g. '2GB' "
+        "(default: DuckDB's, 80% of RAM).")
+    threads: int | None = Field(None, ge=1, description="Worker threads (default: one per core).")
+    temp_directory: str | None = Field(
+        None, description="Where spilled data goes, relative to the config file (default: the "
+        "system temporary directory). Removed after the run.")
 
 
 class Config(_Section):
     """Root of `tieout.yaml`."""
 
     engine: str = Field("duckdb", description="Compute engine: duckdb (embedded default) or spark.")
+    duckdb: DuckDBConfig = Field(default_factory=lambda: DuckDBConfig.model_validate({}),
+                                 description="DuckDB engine settings, see DuckDBConfig.")
     store: str = Field("sqlite:///tieout.db", description="SQLAlchemy URL of the findings store; "
                        "relative SQLite paths are relative to the config file.")
     home_currency: str = Field("USD", description="Currency of the general ledger.")
@@ -243,6 +255,11 @@ class Config(_Section):
         if value not in engine_names():
             raise ValueError(f"unknown engine '{value}' (known: {', '.join(engine_names())})")
         return value
+
+    @field_validator("duckdb", mode="before")
+    @classmethod
+    def _empty_duckdb_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # `duckdb:` with every key commented out (tieout init)
 
     @field_validator("home_currency")
     @classmethod

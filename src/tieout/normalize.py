@@ -8,6 +8,7 @@ file, line and column. Nothing here drops a row.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -105,8 +106,16 @@ def check_columns(raw: RawFrame, mapping: Mapping_, table: Table) -> Mapping_:
     return dataclasses.replace(mapping, columns=kept)
 
 
+def _trimmed(text: ir.StringValue) -> ir.StringValue:
+    """`text` without surrounding blanks, empty -> NULL. Trimming a set of characters costs engines
+    far more than a look at the first and last character, and export cells are rarely padded; a
+    cell starting or ending in a control character or blank (code <= 32, '' included) is trimmed."""
+    padded = (text.ascii_str() <= 32) | (text.right(1).ascii_str() <= 32)
+    return ibis.ifelse(padded, text.strip(), text).nullif("")
+
+
 def _source_text(raw: ir.Table, names: tuple[str, ...], present: set[str]) -> ir.StringValue:
-    parts = [raw[n].strip().nullif("") for n in names if n in present]
+    parts = [_trimmed(raw[n]) for n in names if n in present]
     return parts[0] if len(parts) == 1 else ibis.coalesce(*parts)
 
 
@@ -146,10 +155,12 @@ def _prepare(
     """
     if kind is Kind.MONEY:
         valid, cleaned = _money_text(text, src.decimal_separator)
+        # DECIMAL(38, 9) would round a tenth decimal away silently: such a text is too precise.
+        # Only a text longer than ten characters can have ten decimals: the regex runs on those.
+        beyond_scale = cleaned.re_extract(r"\.([0-9]*?)0*$", 1).length() > 9
         return {
             "number": ibis.ifelse(valid, cleaned, ibis.null(dt.string)).try_cast(dt.Decimal(38, 9)),
-            # DECIMAL(38, 9) would round a tenth decimal away silently: such a text is too precise
-            "beyond_scale": cleaned.re_extract(r"\.([0-9]*?)0*$", 1).length() > 9,
+            "beyond_scale": ibis.ifelse(cleaned.length() > 10, beyond_scale, False),
         }
     if kind in (Kind.TIMESTAMP, Kind.DATE):
         has_offset = text.re_search(_TIME_WITH_OFFSET)
@@ -160,7 +171,8 @@ def _prepare(
         return {
             "parsed": _parse_datetime(engine, local_text, mapping.date_formats),
             "has_offset": has_offset,
-            "offset_minutes": sign * (hours * 60 + minutes),
+            # the parts are extracted only where there is an offset (most exports have none)
+            "offset_minutes": ibis.ifelse(has_offset, sign * (hours * 60 + minutes), 0),
         }
     if kind in (Kind.ENUM, Kind.BOOL):
         low = text.lower()
@@ -241,11 +253,21 @@ def _parse(
     raise AssertionError(f"unhandled kind {kind}")
 
 
+def _literal_colon(fmt: str) -> bool:
+    """Whether `fmt` has a ':' of its own (not one a directive such as %z might match)."""
+    return ":" in re.sub(r"%.", "", fmt)
+
+
 def _parse_datetime(engine: Engine, text: ir.StringValue, formats: tuple[str, ...]) -> ir.TimestampValue:
     parts: list[ir.TimestampValue] = []
     for fmt in formats:
         if fmt == "unix":
             parts.append(text.try_cast(dt.int64).as_timestamp("s"))
+        elif _literal_colon(fmt):
+            # A failed strptime costs engines far more than a success (DuckDB: ~50x): a format with
+            # a ':' of its own cannot match a text without one, so dates skip the time-of-day formats.
+            parts.append(ibis.ifelse(text.contains(":"), engine.parse_timestamp(text, fmt),
+                                     ibis.null(dt.Timestamp())))
         else:
             parts.append(engine.parse_timestamp(text, fmt))
     return parts[0] if len(parts) == 1 else ibis.coalesce(*parts)
@@ -322,7 +344,9 @@ def normalize(
         values[col.name] = parsed.value.cast(ibis_type(col.kind))
         if parsed.error is not None and parsed.reason is not None:
             flag = f"_e{len(errors)}"
-            flags[flag], flags[f"{flag}_why"] = parsed.error, parsed.reason
+            # the reason text is built only on rows that have the error, not on every row
+            flags[flag] = parsed.error
+            flags[f"{flag}_why"] = ibis.ifelse(parsed.error, parsed.reason, ibis.null(dt.string))
             errors.append((flag, col.name, True))
     t3 = t2.select("_line", *(f"_t_{c}" for c in table.column_names), **values, **flags)
 

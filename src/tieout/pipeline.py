@@ -31,8 +31,9 @@ from tieout.quality import FileCount, gate
 from tieout.routing import triage
 from tieout.rules import RuleFailure, ShadowDiff, diff_shadow, load_rules
 from tieout.rules.execute import run_checks
-from tieout.sources import read_file, source_files, source_format
+from tieout.sources import InputFile, read_file, source_files, source_format
 from tieout.sources.connectors import pull_connectors
+from tieout.sources.tabular import csv_read_error
 from tieout.store import OPEN_STATUSES, RunRecord, Store
 
 Progress = Callable[[str], None]
@@ -98,6 +99,7 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     """Read, normalize and gate every source. Returns accepted tables, per-file counts,
     quarantined rows and the input files with checksums."""
     frames: dict[str, list[ir.Table]] = {}
+    files: dict[str, list[InputFile]] = {}
     inputs: list[dict[str, Any]] = []
     for i, src in enumerate(cfg.sources):
         fmt = source_format(cfg, i)
@@ -116,17 +118,31 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
             raw = read_file(engine, fmt, src, f)
             frames.setdefault(table_name, []).append(
                 normalize(engine, raw, src, fmt, table, src.system or fmt.system or src.name))
+            files.setdefault(table_name, []).append(f)
             inputs.append({"source": src.name, "file": f.shown, "sha256": f.sha256, "bytes": f.size})
     tables: dict[str, ir.Table] = {}
     counts: list[FileCount] = []
     quarantined: list[dict[str, Any]] = []
     for name, fs in frames.items():
         progress(f"quality gate: {name}")
-        g = gate(engine, TABLES[name], fs)
+        try:
+            g = gate(engine, TABLES[name], fs)
+        except Exception as exc:
+            raise _read_error(exc, files[name]) from None
         tables[name] = g.accepted
         counts.extend(g.counts)
         quarantined.extend(g.quarantine.order_by(["file", "line"]).to_pyarrow().to_pylist())
     return tables, counts, quarantined, inputs
+
+
+def _read_error(exc: Exception, files: list[InputFile]) -> Exception:
+    """Files are parsed lazily, by the gate's query: a malformed row (a ragged line far into a big
+    CSV) fails there. Name the file (and line) the engine names; anything else stays as it is."""
+    text = str(exc)
+    for f in files:
+        if str(f.path) in text:
+            return csv_read_error(f.shown, exc)
+    return exc
 
 
 def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,
@@ -142,7 +158,7 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
     own_store = store is None
     st = store or Store(cfg.store_url())
     timings: dict[str, float] = {}
-    engine = create_engine(cfg.engine)
+    engine = create_engine(cfg.engine, cfg)
     started_at = datetime.now(UTC)
     inputs: list[dict[str, Any]] | None = None
     try:

@@ -48,18 +48,27 @@ def _quarantine_rows(t: ir.Table, table: Table, column: ir.Value, value: ir.Valu
 
 
 def gate(engine: Engine, table: Table, frames: list[ir.Table]) -> GateResult:
-    """Split normalized rows into accepted and quarantined for one canonical table."""
+    """Split normalized rows into accepted and quarantined for one canonical table.
+
+    One pass over the sources materializes the normalized rows with, for each row without a parse
+    error, how many such rows share its key. Rows alone with their key (nearly all) are accepted as
+    they are; only the few that share a key go through the duplicate rules, so the windows over every
+    column run on those alone. An exact duplicate always shares its key, so this is the same result
+    as ranking every row.
+    """
     union = frames[0] if len(frames) == 1 else ibis.union(*frames, distinct=False)
-    t = engine.materialize(f"norm_{table.name}", union)
     cols = list(table.column_names)
+    is_good = union._error_reason.isnull()
+    w_count = ibis.window(group_by=[*(union[k] for k in table.key), is_good])
+    t = engine.materialize(f"norm_{table.name}", union.mutate(_keyed=union._line.count().over(w_count)))
 
     bad = t.filter(t._error_reason.notnull())
     parse_q = _quarantine_rows(bad, table, bad._error_column, bad._error_value, bad._error_reason)
 
-    good = t.filter(t._error_reason.isnull())
-    order = [good._file, good._line]
-    w_all = ibis.window(group_by=[good[c] for c in cols], order_by=order)
-    step1 = good.mutate(_dup=ibis.row_number().over(w_all), _first=good.source_ref.first().over(w_all))
+    shared = engine.materialize(f"shared_{table.name}", t.filter(t._error_reason.isnull() & (t._keyed > 1)))
+    order = [shared._file, shared._line]
+    w_all = ibis.window(group_by=[shared[c] for c in cols], order_by=order)
+    step1 = shared.mutate(_dup=ibis.row_number().over(w_all), _first=shared.source_ref.first().over(w_all))
     exact = step1.filter(step1._dup > 0)
     exact_q = _quarantine_rows(
         exact, table, ibis.literal("(row)"), ibis.literal(""), "exact duplicate of " + exact._first + " (dropped)"
@@ -80,12 +89,14 @@ def gate(engine: Engine, table: Table, frames: list[ir.Table]) -> GateResult:
         key_text,
         f"duplicate {'/'.join(table.key)} '" + key_text + "' with different values (first at " + key_dups._kfirst + ")",
     )
-    accepted = step2.filter(step2._krank == 0).select(*cols, *LINEAGE_COLUMNS)
     quarantine = ibis.union(parse_q, exact_q, key_q, distinct=False)
     quarantine = engine.materialize(f"quarantine_{table.name}", quarantine)
-    accepted = engine.materialize(table.name, accepted)
-    kept = step2.filter(step2._krank == 0)
-    counts = _counts(t, kept, quarantine, table)
+    # accepted: a view over the materialized rows (no copy of the big table)
+    alone = t.filter(t._error_reason.isnull() & (t._keyed == 1)).select(*cols, *LINEAGE_COLUMNS, "_file")
+    kept = step2.filter(step2._krank == 0).select(*cols, *LINEAGE_COLUMNS, "_file")
+    accepted_with_file = ibis.union(alone, kept, distinct=False)
+    accepted = accepted_with_file.select(*cols, *LINEAGE_COLUMNS)
+    counts = _counts(t, accepted_with_file, quarantine, table)
     return GateResult(accepted, quarantine, counts)
 
 

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tieout.engines.base import Engine
 
-ENGINES: dict[str, Callable[[], Engine]] = {}
+if TYPE_CHECKING:
+    from tieout.config import Config
+
+# A factory takes the run's config (None: defaults) and reads its own engine's settings from it.
+EngineFactory = Callable[["Config | None"], Engine]
+ENGINES: dict[str, EngineFactory] = {}
 # Engines shipped with tieout: name -> module that registers it when imported (imported on first use,
 # so naming an engine in the config does not load its driver).
 BUILTIN_ENGINES: dict[str, str] = {"duckdb": "tieout.engines.duckdb"}
 
 
-def register_engine(name: str) -> Callable[[Callable[[], Engine]], Callable[[], Engine]]:
-    def deco(factory: Callable[[], Engine]) -> Callable[[], Engine]:
+def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
+    def deco(factory: EngineFactory) -> EngineFactory:
         ENGINES[name] = factory
         return factory
 
@@ -30,15 +36,15 @@ def engine_names() -> list[str]:
     return sorted(set(ENGINES) | set(BUILTIN_ENGINES))
 
 
-def create_engine(name: str) -> Engine:
-    """A fresh engine session by registry name ('duckdb')."""
+def create_engine(name: str, cfg: Config | None = None) -> Engine:
+    """A fresh engine session by registry name ('duckdb'), with the engine settings of `cfg`."""
     if name not in ENGINES and name in BUILTIN_ENGINES:
         importlib.import_module(BUILTIN_ENGINES[name])
     try:
         factory = ENGINES[name]
     except KeyError:
         raise KeyError(f"unknown engine '{name}' (known: {', '.join(engine_names())})") from None
-    return factory()
+    return factory(cfg)
 
 
 __all__ = ["BUILTIN_ENGINES", "ENGINES", "Engine", "create_engine", "engine_names", "register_engine"]

@@ -1,0 +1,61 @@
+"""The DuckDB engine's settings (`duckdb:` in tieout.yaml) and lazily parsed CSV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tieout.config import parse_config
+from tieout.engines import create_engine
+from tieout.errors import ConfigError, InputError
+from tieout.pipeline import run
+
+HEADER = "payment_id,customer_id,type,method,amount,currency,received_at\n"
+
+
+def _setting(engine: object, name: str) -> str:
+    con = engine.con  # type: ignore[attr-defined]
+    return str(con.raw_sql(f"SELECT current_setting('{name}')").fetchone()[0])
+
+
+def test_settings_from_the_config_reach_duckdb(tmp_path: Path) -> None:
+    cfg = parse_config("duckdb:\n  memory_limit: 1GB\n  threads: 1\n  temp_directory: spill\n",
+                       tmp_path / "tieout.yaml")
+    (tmp_path / "spill").mkdir()
+    engine = create_engine("duckdb", cfg)
+    try:
+        assert _setting(engine, "threads") == "1"
+        assert _setting(engine, "memory_limit") in ("1.0 GiB", "953.6 MiB")  # DuckDB shows GB as MiB/GiB
+        spill = Path(_setting(engine, "temp_directory"))
+        assert spill.parent == tmp_path / "spill" and spill.is_dir()
+    finally:
+        engine.close()
+    assert not spill.exists()  # the run's spill directory goes with the engine
+
+
+def test_an_empty_duckdb_section_means_defaults(tmp_path: Path) -> None:
+    cfg = parse_config("duckdb:\n", tmp_path / "tieout.yaml")
+    assert (cfg.duckdb.memory_limit, cfg.duckdb.threads, cfg.duckdb.temp_directory) == (None, None, None)
+
+
+@pytest.mark.parametrize(("text", "first_line"), [
+    ("duckdb:\n  memory: 2GB\n", "tieout.yaml:2: duckdb.memory:"),
+    ("duckdb:\n  threads: 0\n", "tieout.yaml:2: duckdb.threads:"),
+])
+def test_bad_duckdb_settings_name_the_line(tmp_path: Path, text: str, first_line: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, tmp_path / "tieout.yaml")
+    assert str(exc.value).splitlines()[0].startswith(first_line)
+
+
+def test_a_ragged_row_past_the_sniffed_sample_names_file_and_line(tmp_path: Path) -> None:
+    """The file is parsed by the gate's query, not when it is opened: the error still says where."""
+    rows = [f"P-{i},C-1,payment,card,1.00,USD,2026-07-01\n" for i in range(30_000)]
+    rows.append("P-x,C-1,payment,card,1.00,USD,2026-07-01,extra,fields\n")
+    (tmp_path / "p.csv").write_text(HEADER + "".join(rows))
+    cfg = parse_config("store: sqlite:///t.db\nsources:\n  - {name: p, format: csv, path: p.csv, table: payments}\n",
+                       tmp_path / "tieout.yaml")
+    with pytest.raises(InputError) as exc:
+        run(cfg)
+    assert str(exc.value).splitlines()[0].startswith("p.csv:30002: cannot be read as CSV:")
