@@ -89,6 +89,7 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     """Read, normalize and gate every source. Returns accepted tables, per-file counts,
     quarantined rows and the input files with checksums."""
     frames: dict[str, list[ir.Table]] = {}
+    files: dict[str, list[tuple[str, str]]] = {}  # table -> (system, file) read, rows or not
     inputs: list[dict[str, Any]] = []
     for i, src in enumerate(cfg.sources):
         fmt = source_format(cfg, i)
@@ -102,11 +103,12 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
         table = TABLES[table_name]
         if table_name == "gl_entries" and "currency" not in src.constants:
             src = src.model_copy(update={"constants": {**src.constants, "currency": cfg.home_currency}})
+        system = src.system or fmt.system or src.name
         for f in source_files(cfg, src):
             progress(f"reading {f.shown}")
             raw = read_file(engine, fmt, src, f)
-            frames.setdefault(table_name, []).append(
-                normalize(engine, raw, src, fmt, table, src.system or fmt.system or src.name))
+            frames.setdefault(table_name, []).append(normalize(engine, raw, src, fmt, table, system))
+            files.setdefault(table_name, []).append((system, f.shown))
             inputs.append({"source": src.name, "file": f.shown, "sha256": f.sha256, "bytes": f.size})
     tables: dict[str, ir.Table] = {}
     counts: list[FileCount] = []
@@ -116,6 +118,9 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
         g = gate(engine, TABLES[name], fs)
         tables[name] = g.accepted
         counts.extend(g.counts)
+        counted = {(c.source, c.file) for c in g.counts}  # a header-only file has no row to count
+        counts.extend(FileCount(name, system, shown, 0, 0, 0) for system, shown in files[name]
+                      if (system, shown) not in counted)
         quarantined.extend(g.quarantine.order_by(["file", "line"]).to_pyarrow().to_pylist())
     return tables, counts, quarantined, inputs
 
@@ -133,6 +138,7 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
     try:
         t0 = time.perf_counter()
         tables, counts, quarantined, inputs = ingest(cfg, engine, say)
+        tables = engine.adopt(tables)
         timings["ingest"] = time.perf_counter() - t0
         run_id = st.start_run(config_hash(cfg), tieout_version(), inputs)
         as_of = _as_of(cfg, tables)

@@ -97,6 +97,9 @@ class DuckDBEngine:
             return ts.cast(dt.Timestamp(timezone="UTC"))
         return _timezone(zone, ts)
 
+    def adopt(self, tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
+        return tables  # ingest and checks share this session
+
     def close(self) -> None:
         try:
             self.con.disconnect()

@@ -9,6 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import ibis.expr.types as ir
 import pyarrow as pa
 
 from tieout.config import SourceConfig
@@ -18,8 +19,8 @@ from tieout.sources.base import RawFrame, SourceFormat, register_format
 
 _UTF8 = ("utf-8", "utf8", "utf_8", "utf-8-sig", "utf_8_sig")
 _CHUNK = 1 << 22
+_MAX_FIELD = 1 << 30
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*\n")
-_DUCKDB_LINE = re.compile(r"\bLine: (\d+)")
 
 
 def _first_undecodable_line(path: Path, encoding: str) -> tuple[int, str] | None:
@@ -67,6 +68,9 @@ def _transcode_to_utf8(path: Path, shown: str, src: SourceConfig, encoding: str,
             out.write(decoder.decode(b"", final=True))
         except UnicodeDecodeError as exc:
             raise decode_error(path, shown, src, encoding, exc) from None
+        except UnicodeError as exc:  # e.g. UTF-16 without a byte-order mark: the codec cannot start
+            raise InputError(shown, f"not valid {encoding}: {exc}; a file without a byte-order mark needs "
+                             f"`encoding: {encoding}-le` or `{encoding}-be` on source '{src.name}'", line=1) from None
 
 
 def _needs_line_tracking(path: Path) -> bool:
@@ -95,6 +99,9 @@ def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[s
     header: list[str] = []
     rows: list[list[str | None]] = []
     lines: list[int] = []
+    # The csv module refuses fields over 128 KiB by default; DuckDB takes 2 MB lines, and a file must
+    # not be readable on one path and not the other. Process-wide, so raised, never lowered.
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))
     with path.open(encoding="utf-8-sig", newline="") as fh:
         first = fh.readline()
         fh.seek(0)
@@ -136,6 +143,22 @@ def ensure_not_empty(path: Path, shown: str) -> None:
         raise InputError(shown, "file is empty (expected a header row)", line=1)
 
 
+def _read_csv_on_engine(engine: Engine, path: Path, src: SourceConfig) -> ir.Table | None:
+    """The fast path: the engine's CSV reader, when the file is regular. None when the exact
+    reader must decide: the engine refused the file, or a row is wider than the header (DuckDB would
+    invent columns for it). The exact reader then reads it or names the line, the same on both paths."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        first = fh.readline()
+    # The delimiter both readers use: DuckDB's own sniffer may pick another one from the data rows.
+    delimiter = src.delimiter or _sniff_delimiter(first)
+    try:
+        table = engine.read_csv_text(path, encoding="utf-8", delimiter=delimiter)
+    except Exception:
+        return None
+    width = len(next(csv.reader([first], delimiter=delimiter), []))
+    return table if len(table.columns) - 1 == width else None
+
+
 def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
     ensure_not_empty(path, shown)
     encoding = codecs.lookup(src.encoding).name  # normalized: 'latin-1' -> 'iso8859-1', 'utf8' -> 'utf-8'
@@ -146,19 +169,12 @@ def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFr
         else:
             text_path = Path(tmp) / "utf8.csv"
             _transcode_to_utf8(path, shown, src, encoding, text_path)
-        if _needs_line_tracking(text_path):
+        table = None if _needs_line_tracking(text_path) else _read_csv_on_engine(engine, text_path, src)
+        if table is None:
             header, rows, lines = _read_csv_by_line(text_path, shown, src)
             if not header:
                 raise InputError(shown, "file has no header row", line=1)
             table = engine.from_arrow("raw", _text_table(header, rows, lines))
-        else:
-            try:
-                table = engine.read_csv_text(text_path, encoding="utf-8", delimiter=src.delimiter)
-            except Exception as exc:  # the engine's CSV errors are specific; keep their first line
-                first = str(exc).strip().splitlines()[0]
-                at = _DUCKDB_LINE.search(str(exc))
-                raise InputError(shown, f"cannot be read as CSV: {first}",
-                                 line=int(at.group(1)) if at else None) from None
     cols = tuple(c for c in table.columns if c != "_line")
     return RawFrame(table, shown, cols)
 
