@@ -21,6 +21,11 @@ if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev
   apt_install postgresql
 fi
 
+# The Spark parity tests need a JVM (PySpark 4.0: Java 17 or 21).
+if ! command -v java >/dev/null 2>&1; then
+  apt_install openjdk-17-jre-headless
+fi
+
 python -m pip install -q -e '.[test]'
 python -m ruff check src tests
 python -m mypy

@@ -86,7 +86,7 @@ def test_more_problems_are_counted() -> None:
 
 def test_unknown_engine_is_reported_with_the_known_ones() -> None:
     assert config_error("store: x\nengine: sparkle\n") == \
-        "tieout.yaml:2: engine: unknown engine 'sparkle' (known: duckdb)"
+        "tieout.yaml:2: engine: unknown engine 'sparkle' (known: duckdb, spark)"
 
 
 def test_unknown_format_is_reported_by_source_format() -> None:

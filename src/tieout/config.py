@@ -73,6 +73,15 @@ class SourceConfig(_Section):
             raise ValueError(f"unknown text encoding '{value}' (e.g. utf-8, latin-1, cp1252, utf-16)") from None
         return value
 
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character_delimiter(cls, value: str | None) -> str | None:
+        if value == "\\t":  # `delimiter: '\t'` in YAML single quotes is a backslash and a t
+            return "\t"
+        if value is not None and (len(value) != 1 or value in "\"\r\n"):
+            raise ValueError(f"delimiter must be one character other than a quote or line break, got {value!r}")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -99,7 +99,7 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     """Read, normalize and gate every source. Returns accepted tables, per-file counts,
     quarantined rows and the input files with checksums."""
     frames: dict[str, list[ir.Table]] = {}
-    files: dict[str, list[InputFile]] = {}
+    files: dict[str, list[tuple[str, InputFile]]] = {}  # table -> (system, file) read, rows or not
     inputs: list[dict[str, Any]] = []
     for i, src in enumerate(cfg.sources):
         fmt = source_format(cfg, i)
@@ -113,12 +113,12 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
         table = TABLES[table_name]
         if table_name == "gl_entries" and "currency" not in src.constants:
             src = src.model_copy(update={"constants": {**src.constants, "currency": cfg.home_currency}})
+        system = src.system or fmt.system or src.name
         for f in source_files(cfg, src):
             progress(f"reading {f.shown}")
             raw = read_file(engine, fmt, src, f)
-            frames.setdefault(table_name, []).append(
-                normalize(engine, raw, src, fmt, table, src.system or fmt.system or src.name))
-            files.setdefault(table_name, []).append(f)
+            frames.setdefault(table_name, []).append(normalize(engine, raw, src, fmt, table, system))
+            files.setdefault(table_name, []).append((system, f))
             inputs.append({"source": src.name, "file": f.shown, "sha256": f.sha256, "bytes": f.size})
     tables: dict[str, ir.Table] = {}
     counts: list[FileCount] = []
@@ -128,9 +128,12 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
         try:
             g = gate(engine, TABLES[name], fs)
         except Exception as exc:
-            raise _read_error(exc, files[name]) from None
+            raise _read_error(exc, [f for _, f in files[name]]) from None
         tables[name] = g.accepted
         counts.extend(g.counts)
+        counted = {(c.source, c.file) for c in g.counts}  # a header-only file has no row to count
+        counts.extend(FileCount(name, system, f.shown, 0, 0, 0) for system, f in files[name]
+                      if (system, f.shown) not in counted)
         quarantined.extend(g.quarantine.order_by(["file", "line"]).to_pyarrow().to_pylist())
     return tables, counts, quarantined, inputs
 
@@ -167,6 +170,7 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             pulled = pull_connectors(cfg, say)  # connector sources: pull, snapshot, then read like files
             tables, counts, quarantined, inputs = ingest(pulled.config, engine, say)
             pulled.annotate(inputs, quarantined)
+            tables = engine.adopt(tables)
             timings["ingest"] = time.perf_counter() - t0
             links, resolution = link_entities(cfg, engine, tables, st)  # entity resolution (tieout.links)
             tables.update(links)

@@ -137,7 +137,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     ch = ch.mutate(kept=ch.gross + ch.reversed.fill_null(0))
     per_inv = ch.filter(ch.inv_key.notnull()).group_by("inv_key").aggregate(
         settled=ibis._.kept.sum(),
-        charge_refs=ibis._.txn_id.group_concat(";"),
+        charge_refs=ibis._.txn_id.collect().sort().join(";"),  # sorted: group_concat order is the engine's
         n_charges=ibis._.count(),
     )
     inv_live = inv.filter(inv.status != "void")
@@ -232,7 +232,7 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     # failed_payment_not_retried: last failure per invoice, nothing succeeded after it, still unpaid.
     failed = gt.filter((gt.status == "failed") & (gt.type == "charge") & gt.invoice_ref.notnull())
     last_fail = failed.group_by(finv=failed.invoice_ref).aggregate(
-        failed_at=failed.created_at.max(), failed_refs=failed.txn_id.group_concat(";")
+        failed_at=failed.created_at.max(), failed_refs=failed.txn_id.collect().sort().join(";")
     )
     ok = charges.filter(charges.invoice_ref.notnull())
     later_ok = last_fail.join(ok, (last_fail.finv == ok.invoice_ref) & (ok.created_at > last_fail.failed_at))

@@ -20,7 +20,7 @@ EngineFactory = Callable[["Config | None"], Engine]
 ENGINES: dict[str, EngineFactory] = {}
 # Engines shipped with tieout: name -> module that registers it when imported (imported on first use,
 # so naming an engine in the config does not load its driver).
-BUILTIN_ENGINES: dict[str, str] = {"duckdb": "tieout.engines.duckdb"}
+BUILTIN_ENGINES: dict[str, str] = {"duckdb": "tieout.engines.duckdb", "spark": "tieout.engines.spark"}
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:

@@ -42,4 +42,9 @@ class Engine(Protocol):
         """Interpret a naive timestamp in `zone` and return it in UTC."""
         ...
 
+    def adopt(self, tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
+        """The accepted canonical tables, made available where the checks run (an engine that
+        ingests on another engine moves them here; one that ingests itself returns them)."""
+        ...
+
     def close(self) -> None: ...

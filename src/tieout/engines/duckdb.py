@@ -105,6 +105,9 @@ class DuckDBEngine:
             return ts.cast(dt.Timestamp(timezone="UTC"))
         return _timezone(zone, ts)
 
+    def adopt(self, tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
+        return tables  # ingest and checks share this session
+
     def close(self) -> None:
         try:
             self.con.disconnect()
@@ -112,8 +115,13 @@ class DuckDBEngine:
             self._tmp.cleanup()
 
 
-@register_engine("duckdb")
-def _create(cfg: Config | None = None) -> DuckDBEngine:
+def duckdb_engine(cfg: Config | None = None) -> DuckDBEngine:
+    """A DuckDB session with the `duckdb:` settings of `cfg` (defaults without one)."""
     s = cfg.duckdb if cfg is not None else DuckDBConfig.model_validate({})
     temp = str(cfg.resolve(s.temp_directory)) if cfg is not None and s.temp_directory else None
     return DuckDBEngine(s.memory_limit, s.threads, temp)
+
+
+@register_engine("duckdb")
+def _create(cfg: Config | None = None) -> DuckDBEngine:
+    return duckdb_engine(cfg)

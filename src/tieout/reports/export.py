@@ -86,8 +86,8 @@ def _write_xlsx(records: list[dict[str, Any]], path: Path) -> None:
     from openpyxl.styles import Font
 
     def cell(value: Any) -> Any:
-        value = neutralize(value)
-        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+        # Strip what XLSX cannot hold first: "\x01=1+2" must not become the formula "=1+2".
+        return neutralize(ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value)
 
     wb = Workbook()
     ws = wb.active

@@ -9,6 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import ibis.expr.types as ir
 import pyarrow as pa
 
 from tieout.config import SourceConfig
@@ -18,6 +19,7 @@ from tieout.sources.base import RawFrame, SourceFormat, register_format
 
 _UTF8 = ("utf-8", "utf8", "utf_8", "utf-8-sig", "utf_8_sig")
 _CHUNK = 1 << 22
+_MAX_FIELD = 1 << 30
 # A blank line inside a chunk, and one at its start (chunks start at a line start). Two patterns,
 # not `(?:^|\n)`: an alternation at every position makes the search ~20x slower.
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
@@ -70,6 +72,9 @@ def _transcode_to_utf8(path: Path, shown: str, src: SourceConfig, encoding: str,
             out.write(decoder.decode(b"", final=True))
         except UnicodeDecodeError as exc:
             raise decode_error(path, shown, src, encoding, exc) from None
+        except UnicodeError as exc:  # e.g. UTF-16 without a byte-order mark: the codec cannot start
+            raise InputError(shown, f"not valid {encoding}: {exc}; a file without a byte-order mark needs "
+                             f"`encoding: {encoding}-le` or `{encoding}-be` on source '{src.name}'", line=1) from None
 
 
 def _needs_line_tracking(path: Path) -> bool:
@@ -98,6 +103,9 @@ def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[s
     header: list[str] = []
     rows: list[list[str | None]] = []
     lines: list[int] = []
+    # The csv module refuses fields over 128 KiB by default; DuckDB takes 2 MB lines, and a file must
+    # not be readable on one path and not the other. Process-wide, so raised, never lowered.
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))
     with path.open(encoding="utf-8-sig", newline="") as fh:
         first = fh.readline()
         fh.seek(0)
@@ -146,6 +154,22 @@ def csv_read_error(shown: str, exc: Exception) -> InputError:
     return InputError(shown, f"cannot be read as CSV: {first}", line=int(at.group(1)) if at else None)
 
 
+def _read_csv_on_engine(engine: Engine, path: Path, src: SourceConfig) -> ir.Table | None:
+    """The fast path: the engine's CSV reader, when the file is regular. None when the exact
+    reader must decide: the engine refused the file, or a row is wider than the header (DuckDB would
+    invent columns for it). The exact reader then reads it or names the line, the same on both paths."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        first = fh.readline()
+    # The delimiter both readers use: DuckDB's own sniffer may pick another one from the data rows.
+    delimiter = src.delimiter or _sniff_delimiter(first)
+    try:
+        table = engine.read_csv_text(path, encoding="utf-8", delimiter=delimiter)
+    except Exception:
+        return None
+    width = len(next(csv.reader([first], delimiter=delimiter), []))
+    return table if len(table.columns) - 1 == width else None
+
+
 def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
     """Read lazily where the engine can: the rows are parsed by the query that normalizes them, so a
     malformed row far into a big file surfaces there (see `pipeline.ingest`)."""
@@ -158,18 +182,14 @@ def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFr
         else:
             text_path = Path(tmp) / "utf8.csv"
             _transcode_to_utf8(path, shown, src, encoding, text_path)
-        if _needs_line_tracking(text_path):
+        table = None if _needs_line_tracking(text_path) else _read_csv_on_engine(engine, text_path, src)
+        if table is None:
             header, rows, lines = _read_csv_by_line(text_path, shown, src)
             if not header:
                 raise InputError(shown, "file has no header row", line=1)
             table = engine.from_arrow("raw", _text_table(header, rows, lines))
-        else:
-            try:
-                table = engine.read_csv_text(text_path, encoding="utf-8", delimiter=src.delimiter)
-                if text_path != path:  # the transcoded copy goes with `tmp`: read it now
-                    table = engine.materialize("raw", table)
-            except Exception as exc:
-                raise csv_read_error(shown, exc) from None
+        elif text_path != path:  # the transcoded copy goes with `tmp`: read it now
+            table = engine.materialize("raw", table)
     cols = tuple(c for c in table.columns if c != "_line")
     return RawFrame(table, shown, cols)
 
