@@ -214,6 +214,15 @@ def compare(expect: list[dict[str, Any]], rows: list[dict[str, Any]], default_ca
     return diff
 
 
+def _entity_links(engine: Engine, tables: dict[str, Any]) -> Any:
+    """The links a run would make from these tables (no alias table, no stored decisions)."""
+    from tieout.entities import resolve
+    from tieout.links import links_table, system_accounts
+
+    hub, others = system_accounts(tables)
+    return links_table(engine, resolve(hub, others))
+
+
 def run_case(check: Check, case: Case, engine: Engine) -> CaseResult:
     """Run one case on `engine`: the check's tables (empty unless given) and its parameters."""
     try:
@@ -221,10 +230,12 @@ def run_case(check: Check, case: Case, engine: Engine) -> CaseResult:
     except ValidationError as exc:
         first = exc.errors()[0]
         return CaseResult(case, error=f"params.{'.'.join(map(str, first['loc']))}: {first['msg']}")
-    tables = {name: engine.from_arrow(f"case_{name}", _arrow(name, case.tables.get(name, [])))
-              for name in dict.fromkeys([*check.tables, *case.tables])}
-    ctx = CheckContext(engine, tables, case.as_of, case.home_currency)
     try:
+        tables = {name: engine.from_arrow(f"case_{name}", _arrow(name, case.tables.get(name, [])))
+                  for name in dict.fromkeys([*check.tables, *case.tables]) if name in TABLES}
+        if "entity_links" in check.tables:  # derived by a run's entity resolution, not given by a case
+            tables["entity_links"] = _entity_links(engine, tables)
+        ctx = CheckContext(engine, tables, case.as_of, case.home_currency)
         rows = evaluate(check, ctx, [(None, params)])
     except RuleError as exc:
         return CaseResult(case, error=str(exc))
