@@ -170,10 +170,10 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             pulled = pull_connectors(cfg, say)  # connector sources: pull, snapshot, then read like files
             tables, counts, quarantined, inputs = ingest(pulled.config, engine, say)
             pulled.annotate(inputs, quarantined)
-            tables = engine.adopt(tables)
-            timings["ingest"] = time.perf_counter() - t0
             links, resolution = link_entities(cfg, engine, tables, st)  # entity resolution (tieout.links)
             tables.update(links)
+            tables = engine.adopt(tables)  # the engine the checks run on takes the tables over
+            timings["ingest"] = time.perf_counter() - t0
             as_of = _as_of(cfg, tables)
             ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
             checks = run_checks(cfg, rules, ctx, shadow, say)

@@ -118,7 +118,7 @@ def customer_view(ctx: CheckContext, p: CrmOperationsParams) -> ir.Table:
         cp = cp.filter(cp.status == "active")
         cmap = _linked(links, "crm", ctx.table("crm_accounts").select("account_id"), "account_id")
         cp = cp.join(cmap, cp.account_id == cmap.account_id).select("entity", "sku")
-        crm_prod = cp.group_by("entity").aggregate(crm_products=cp.sku.group_concat(";", order_by=cp.sku))
+        crm_prod = cp.group_by("entity").aggregate(crm_products=cp.sku.collect().sort().join(";"))
     else:
         crm_prod = None
 
@@ -141,8 +141,8 @@ def customer_view(ctx: CheckContext, p: CrmOperationsParams) -> ir.Table:
             bill_seats=ibis.ifelse(seat, live.quantity, ibis.null(dt.int64)).sum(),
             bill_seat_price=ibis.ifelse(seat, live.unit_amount, ibis.null(dt.int64)).max(),
             bill_monthly=(live.unit_amount * live.quantity).sum(),
-            bill_products=live.sku.group_concat(";", order_by=live.sku),
-            bill_subs=live.subscription_id.group_concat(";", order_by=live.subscription_id))
+            bill_products=live.sku.collect().sort().join(";"),
+            bill_subs=live.subscription_id.collect().sort().join(";"))
         subs_v = starts.left_join(subs_v, starts.entity == subs_v.entity).drop("entity_right")
     if ctx.has("invoices", "invoice_lines"):
         ln = _period_lines(ctx, ps, pe)
@@ -164,7 +164,7 @@ def customer_view(ctx: CheckContext, p: CrmOperationsParams) -> ir.Table:
     if ctx.has("entitlements"):
         e = _entitled(ctx, links)
         e = e.filter((e.start_date <= last) & (e.end_date.isnull() | (e.end_date > last)))
-        ent_v = e.group_by("entity").aggregate(ent_products=e.sku.group_concat(";", order_by=e.sku))
+        ent_v = e.group_by("entity").aggregate(ent_products=e.sku.collect().sort().join(";"))
         parts.append(ent_v.select("entity"))
     use_v = None
     if ctx.has("usage_events"):
@@ -172,7 +172,7 @@ def customer_view(ctx: CheckContext, p: CrmOperationsParams) -> ir.Table:
         first = u.group_by("entity").aggregate(first_usage=u.occurred_at.min().date())
         up = u.filter((u.occurred_at.date() >= ps) & (u.occurred_at.date() < pe))
         per = up.group_by("entity").aggregate(usage_units=up.quantity.sum(),
-                                              usage_products=up.sku.group_concat(";", order_by=up.sku))
+                                              usage_products=up.sku.collect().sort().join(";"))
         use_v = first.left_join(per, first.entity == per.entity).drop("entity_right")
         parts.append(use_v.select("entity"))
 
