@@ -23,6 +23,7 @@ from tieout.store import Store
 
 # Files whose row order means something (the QuickBooks GL groups rows under account sections).
 ORDERED_LAYOUTS = ("quickbooks_gl.csv",)
+NOT_SOURCES = ("aliases.csv",)  # the entity alias table (entities.alias_file), not rows of a source
 
 
 @dataclass
@@ -63,7 +64,7 @@ def rearranged(src: Path, dst: Path, rnd: random.Random, max_parts: int) -> None
     shutil.copytree(src / "data", dst / "data")
     config = (src / "tieout.yaml").read_text(encoding="utf-8")
     for f in sorted((dst / "data").glob("*.csv")):
-        if f.name in ORDERED_LAYOUTS:
+        if f.name in ORDERED_LAYOUTS or f.name in NOT_SOURCES:
             continue
         raw = f.read_bytes()
         encoding = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"

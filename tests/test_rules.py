@@ -49,7 +49,8 @@ def _sql_rule(tmp_path: Path, text: str) -> Any:
 
 @pytest.mark.parametrize(("text", "line", "message"), [
     (HEAD + "  SELECT invoice_id AS subject,\n  FROM invoices WHERE (\n", 6, "SQL syntax error"),
-    (HEAD + GOOD_SELECT + "  FROM invoice\n", 7, "unknown table 'invoice' (canonical tables: customers, "),
+    (HEAD + GOOD_SELECT + "  FROM invoice\n", 7,
+     "unknown table 'invoice' (canonical tables: crm_accounts, crm_products, customers, "),
     (HEAD + GOOD_SELECT + "  FROM invoices JOIN payments p ON p.nope = invoices.invoice_id\n", 7,
      "unknown column 'nope' (columns of each table: docs/rules.md)"),
     (HEAD + "  SELECT invoice_id AS subject, customer_id, currency, total AS amount_at_risk\n  FROM invoices\n", 4,

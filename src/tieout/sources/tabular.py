@@ -78,8 +78,8 @@ def _transcode_to_utf8(path: Path, shown: str, src: SourceConfig, encoding: str,
 
 
 def _needs_line_tracking(path: Path) -> bool:
-    """True when a record is not exactly one physical line: blank lines, or quoted fields spanning
-    lines. DuckDB skips the first and numbers records, not lines, so `_line` would drift."""
+    """True when a record is not exactly one physical line: blank lines, quoted fields spanning
+    lines, bare carriage returns. DuckDB skips the first and numbers records, not lines, so `_line` would drift."""
     carry = b""
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -89,6 +89,8 @@ def _needs_line_tracking(path: Path) -> bool:
             if _BLANK_FIRST_LINE.match(whole) or _BLANK_LINE.search(whole):
                 return True
             if b'"' in whole and any(line.count(b'"') & 1 for line in whole.split(b"\n")):
+                return True
+            if whole.count(b"\r") != whole.count(b"\r\n"):  # a bare CR (inside quotes) ends a line for DuckDB
                 return True
     return carry.count(b'"') % 2 == 1
 
