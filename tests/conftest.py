@@ -12,6 +12,8 @@ import pytest
 
 from tieout.config import load_config
 from tieout.demo import Manifest, generate_workspace
+from tieout.engines import create_engine
+from tieout.engines.base import Engine
 from tieout.pipeline import RunResult, run
 from tieout.store import Store
 
@@ -64,3 +66,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    """One DuckDB session per test module (hypothesis examples in a module may share it)."""
+    e = create_engine("duckdb")
+    yield e
+    e.close()

@@ -4,7 +4,6 @@ reference and on the engine (the same rules must give the same integers)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -29,7 +28,6 @@ from tieout.billing.pricing import (
     volume_amount,
 )
 from tieout.billing.proration import anchor_date, cycle_containing, midnight, prorate_exact, prorate_fraction
-from tieout.engines import create_engine
 from tieout.engines.base import Engine
 
 # Stripe's documented tiers (docs: "Tiered pricing"): 1-5 units at $7, 6-10 at $6.50, 11+ at $6.
@@ -38,13 +36,6 @@ STRIPE_TIERS = [{"up_to": 5, "unit_amount": "7.00"}, {"up_to": 10, "unit_amount"
 
 def _product(model: str, **kw: object) -> Product:
     return Product.model_validate({"sku": "X", "currency": kw.pop("currency", "USD"), "model": model, **kw})
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    e = create_engine("duckdb")
-    yield e
-    e.close()
 
 
 def test_stripe_graduated_and_volume_examples() -> None:

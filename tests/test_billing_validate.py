@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -58,13 +57,6 @@ def drafts(tmp_path_factory: pytest.TempPathFactory) -> Drafts:
     finally:
         engine.close()
     return Drafts(path, json.loads((path / "validate_manifest.json").read_text()), result)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    e = create_engine("duckdb")
-    yield e
-    e.close()
 
 
 def test_every_injected_defect_holds_its_draft(drafts: Drafts) -> None:

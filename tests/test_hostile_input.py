@@ -13,7 +13,6 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,14 +131,6 @@ def cases(draw: st.DrawFn) -> Case:
         drop_final_newline=draw(st.booleans()),
         wide_row=draw(st.sampled_from([None] * 6 + list(range(n)))) if n else None,
     )
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    """One DuckDB session for the module (module-scoped, so hypothesis examples may share it)."""
-    e = create_engine("duckdb")
-    yield e
-    e.close()
 
 
 @dataclass

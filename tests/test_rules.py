@@ -26,13 +26,6 @@ GOOD_SELECT = ("  SELECT invoice_id AS subject, customer_id, currency, total AS 
                "         NULL AS expected, NULL AS actual, 'invoices:' || invoice_id AS evidence\n")
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    e = create_engine("duckdb")
-    yield e
-    e.close()
-
-
 @pytest.fixture(autouse=True)
 def _forget_rule_modules() -> Iterator[None]:
     before = set(CHECKS)

@@ -9,7 +9,6 @@ file, line and column; bad rows are quarantined as data.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,19 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tieout.config import parse_config
-from tieout.engines import Engine, create_engine
+from tieout.engines import Engine
 from tieout.errors import ConfigError, InputError
 from tieout.model import TABLES
 from tieout.normalize import normalize
 from tieout.quality import FileCount, gate
 from tieout.sources import FORMATS, read_file, source_files, source_format
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    e = create_engine("duckdb")
-    yield e
-    e.close()
 
 
 @dataclass
