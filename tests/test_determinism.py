@@ -83,8 +83,9 @@ def rearranged(src: Path, dst: Path, rnd: random.Random, max_parts: int) -> None
 
 
 @given(st.randoms(use_true_random=False), st.integers(1, 3))
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+    HealthCheck.large_base_example, HealthCheck.data_too_large])  # a shuffle of a whole workspace draws a lot
 def test_row_order_and_file_split_do_not_change_findings(
     workspace: Workspace, tmp_path_factory: pytest.TempPathFactory, rnd: random.Random, max_parts: int
 ) -> None:
