@@ -116,7 +116,9 @@ def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[s
         try:
             for row in reader:
                 line, start = start, reader.line_num + 1
-                if not row or (len(row) == 1 and not row[0].strip()):
+                # A blank or whitespace-only line is no record; `""` (one quoted empty field, read as
+                # ['']) is one, as on the engine's reader.
+                if not row or (len(row) == 1 and row[0] != "" and not row[0].strip()):
                     continue
                 if not header:
                     header = _unique_names(row)
