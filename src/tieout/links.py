@@ -28,8 +28,6 @@ HUB = "billing"
 DECISIONS = ("confirmed", "rejected")
 
 
-
-
 def candidate_id(system: str, account_id: str, customer_id: str) -> str:
     text = "\x1f".join((system, account_id, customer_id))
     return "L" + hashlib.sha256(text.encode()).hexdigest()[:11]

@@ -227,7 +227,6 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             st.close()
 
 
-
 def customer_segments(tables: dict[str, ir.Table]) -> dict[str, str]:
     """customer_id -> segment, for routing rules on segment (a small result)."""
     customers = tables.get("customers")

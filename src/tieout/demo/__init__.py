@@ -59,7 +59,6 @@ class Manifest:
                            "rows": self.rows}, indent=1)
 
 
-
 def _qb_amount(minor: int, style: int, currency: str = "USD") -> str:
     """QuickBooks writes thousands separators; negatives as -1,250.00 or (1,250.00)."""
     sign = minor < 0

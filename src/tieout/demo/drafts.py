@@ -117,7 +117,6 @@ class _Out:
     n_event: int = 0
 
 
-
 def _tax(net: int, jurisdiction: str) -> int:
     rate = RATES[jurisdiction]
     if jurisdiction == "JP":  # inclusive
