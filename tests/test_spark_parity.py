@@ -5,14 +5,17 @@ findings and metrics of the DuckDB run. One Spark run for the module: the JVM st
 from __future__ import annotations
 
 import gc
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import DemoRun
+from tieout.checks import CHECKS
 from tieout.config import load_config
 from tieout.engines import create_engine, engine_names
 from tieout.pipeline import RunResult, run
@@ -113,5 +116,57 @@ def test_checks_ran_on_spark(spark_local: None, tmp_path: Path) -> None:
         kept = engine.materialize("kept", moved.filter(moved.y > 1))
         assert kept._find_backend().name == "pyspark"
         assert kept.count().to_pyarrow().as_py() == 1
+        # A table a check builds after the hand-over (a catalog, a calendar) lands on Spark too, so it
+        # joins the canonical tables on one backend.
+        small = engine.from_arrow("small", pa.table({"y": [2, 3], "label": ["two", "three"]}))
+        assert small._find_backend().name == "pyspark"
+        joined = moved.join(small, "y").select("x", "label").to_pyarrow().to_pylist()
+        assert joined == [{"x": "2", "label": "two"}]
     finally:
         engine.close()
+
+
+def _rule_findings(ws: Path, engine: str) -> list[dict[str, Any]]:
+    text = (ws / "tieout.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^engine: \w+$", f"engine: {engine}", text)
+    text = text.replace("store: sqlite:///tieout.db", f"store: sqlite:///{engine}.db")
+    (ws / "tieout.yaml").write_text(text, encoding="utf-8")
+    result = run(load_config(ws / "tieout.yaml"))
+    assert not result.checks_failed, result.checks_failed
+    return _findings(result)
+
+
+def test_custom_sql_and_python_rules_run_on_spark_as_on_duckdb(demo_run_other_seed: DemoRun, spark_local: None,
+                                                              tmp_path: Path) -> None:
+    """The rules of the rules e2e test (a SQL rule in DuckDB's dialect, a Python rule on Ibis) give the
+    same findings on Spark."""
+    from tests.test_rules_e2e import PY_RULE, SQL_RULE
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "data").symlink_to(demo_run_other_seed.path / "data")
+    (ws / "rules").mkdir()
+    (ws / "rules" / "discount_over_limit.yaml").write_text(SQL_RULE.format(pct=10), encoding="utf-8")
+    (ws / "rules" / "invoice_arithmetic.py").write_text(PY_RULE.replace("tolerance: int = Field(0",
+                                                                        "tolerance: int = Field(-1"),
+                                                        encoding="utf-8")
+    cfg = yaml.safe_load((demo_run_other_seed.path / "tieout.yaml").read_text(encoding="utf-8"))
+    # Only what the rules read: the invoices source, and every built-in check off.
+    cfg["sources"] = [s for s in cfg["sources"] if s.get("table") == "invoices"]
+    cfg["checks"] = {name: {"enabled": False} for name in cfg["checks"]}
+    cfg["rules"] = [{"sql": "rules/discount_over_limit.yaml"}, {"python": "rules/invoice_arithmetic.py"}]
+    (ws / "tieout.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    before = set(CHECKS)
+    try:
+        duck = _rule_findings(ws, "duckdb")
+        spark = _rule_findings(ws, "spark")
+    finally:  # Python rules register on the process-wide registry; later tests see only the built-ins
+        for name in set(CHECKS) - before:
+            del CHECKS[name]
+    # tolerance -1 makes every invoice a finding of the Python rule (|difference| > -1): the whole table
+    # goes through it on both engines; the SQL rule finds the demo's large discounts.
+    checks = {r["check"] for r in duck}
+    assert checks == {"discount_over_limit", "invoice_arithmetic"}
+    assert sum(r["check"] == "discount_over_limit" for r in duck) >= 3
+    assert spark == duck
+

@@ -88,6 +88,7 @@ class SparkEngine:
         self._n = 0
         self._views: list[str] = []
         self._cached: list[Any] = []
+        self._adopted = False  # once the canonical tables are on Spark, new tables go there too
 
     def _name(self, stem: str) -> str:
         self._n += 1
@@ -103,7 +104,10 @@ class SparkEngine:
         return self.ingest.read_parquet_text(path)
 
     def from_arrow(self, name: str, table: pa.Table) -> ir.Table:
-        return self.ingest.from_arrow(name, table)
+        """Before the hand-over, a table for ingest (DuckDB); after it, a table on Spark, so a check
+        that builds a small table of its own (a catalog, a calendar) joins it on the same backend."""
+        staged = self.ingest.from_arrow(name, table)
+        return self._stage(name, staged) if self._adopted else staged
 
     def parse_timestamp(self, text: ir.StringValue, fmt: str) -> ir.TimestampValue:
         return self.ingest.parse_timestamp(text, fmt)
@@ -114,19 +118,21 @@ class SparkEngine:
     # -- the hand-over and the checks: on Spark -------------------------------------------------
     def adopt(self, tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
         """Stage each accepted canonical table as Parquet and register it as a Spark view."""
-        out: dict[str, ir.Table] = {}
-        for name, table in tables.items():
-            target = f"{self._staging.rstrip('/')}/{self._run}/{name}.parquet"
-            if "://" not in target:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-            self.ingest.con.to_parquet(table, target)
-            view = self._name(name)
-            self._session.read.parquet(target).createOrReplaceTempView(view)
-            self._views.append(view)
-            # Spark reads Parquet's UTC timestamps as its session-zone TIMESTAMP, which Ibis types as
-            # naive; the canonical types (timestamp('UTC')) are restored so results match DuckDB's.
-            out[name] = self.con.table(view).cast(table.schema())
+        out = {name: self._stage(name, table) for name, table in tables.items()}
+        self._adopted = True
         return out
+
+    def _stage(self, name: str, table: ir.Table) -> ir.Table:
+        view = self._name(name)
+        target = f"{self._staging.rstrip('/')}/{self._run}/{view.lstrip('_')}.parquet"  # Spark skips _names
+        if "://" not in target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self.ingest.con.to_parquet(table, target)
+        self._session.read.parquet(target).createOrReplaceTempView(view)
+        self._views.append(view)
+        # Spark reads Parquet's UTC timestamps as its session-zone TIMESTAMP, which Ibis types as
+        # naive; the canonical types (timestamp('UTC')) are restored so results match DuckDB's.
+        return self.con.table(view).cast(table.schema())
 
     def materialize(self, name: str, expr: ir.Table) -> ir.Table:
         if expr._find_backend() is not self.con:
