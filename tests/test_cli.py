@@ -431,6 +431,10 @@ def test_export_csv_neutralizes_formulas_and_keeps_numbers(ran: Workspace) -> No
     assert [r["category"] for r in rows] == ["payment_unmatched", "price_mismatch"]
     assert rows[0]["customer_id"] == "'" + FORMULA
     assert rows[0]["amount_at_risk"] == "500000" and rows[0]["amount_at_risk_display"] == "USD 5,000.00"
+    # Where each finding stands in the workflow travels with it (routing and priority of the run).
+    assert (rows[0]["priority"], rows[0]["priority_reason"], rows[0]["team"]) == (
+        "medium", "USD 5,000.00 at risk ≥ USD 1,000.00", "billing-ops")
+    assert rows[0]["status"] == "open" and rows[0]["resolution"] == rows[0]["waived_until"] == ""
     assert rows[1]["evidence"].startswith("invoice_lines:INV-2/1@invoice_lines.csv:3")
 
 
@@ -456,7 +460,8 @@ def test_export_xlsx(ran: Workspace) -> None:
     first = {h: c for h, c in zip(COLUMNS, ws[2], strict=True)}
     assert first["customer_id"].value == "'" + FORMULA and first["customer_id"].data_type == "s"
     assert first["amount_at_risk"].value == 500000 and first["amount_at_risk"].data_type == "n"
-    assert ws.column_dimensions["M"].width > 10
+    explanation = ws.cell(1, COLUMNS.index("explanation") + 1).column_letter
+    assert ws.column_dimensions[explanation].width > 10
 
 
 def test_neutralize_leaves_numbers_alone() -> None:

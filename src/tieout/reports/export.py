@@ -20,8 +20,10 @@ from tieout.money import format_minor, is_known_currency
 if TYPE_CHECKING:  # the store (SQLAlchemy) is not imported to name an option in `tieout --help`
     from tieout.store import FindingRow
 
-# The finding fields of DESIGN §3, in the order analysts read them.
-COLUMNS = ("finding_id", "check", "category", "severity", "status", "owner", "customer_id", "currency",
+# The finding fields of DESIGN §3 and where each stands in the workflow (priority, team, owner), in the
+# order analysts read them.
+COLUMNS = ("finding_id", "check", "category", "severity", "status", "priority", "priority_reason", "team", "owner",
+           "resolution", "waived_until", "customer_id", "currency",
            "amount_at_risk", "amount_at_risk_display", "expected", "actual", "explanation", "period", "evidence",
            "first_seen_run", "last_seen_run")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -55,7 +57,10 @@ def finding_record(row: FindingRow) -> dict[str, Any]:
                else f"{row.currency} {row.amount_at_risk}")
     return {
         "finding_id": row.finding_id, "check": row.check, "category": row.category, "severity": row.severity,
-        "status": row.status, "owner": row.owner, "customer_id": row.customer_id, "currency": row.currency,
+        "status": row.status, "priority": row.priority, "priority_reason": row.priority_reason, "team": row.team,
+        "owner": row.owner, "resolution": row.resolution,
+        "waived_until": row.waived_until.isoformat() if row.waived_until else None,
+        "customer_id": row.customer_id, "currency": row.currency,
         "amount_at_risk": row.amount_at_risk, "amount_at_risk_display": display,
         "expected": row.expected, "actual": row.actual, "explanation": row.explanation, "period": row.period,
         "evidence": evidence_text(row.evidence),
