@@ -381,3 +381,28 @@ def test_an_escalation_is_notified_to_the_second_owner_once(tmp_path: Path, http
     last = http.requests[-1].json()
     assert (last["owner"], last["findings"][0]["state"]) == ("boss", "escalated")
     assert len(http.requests) == 2
+
+
+def test_an_assignment_is_sent_to_the_new_owner(tmp_path: Path, http: HttpReceiver) -> None:
+    from .test_cli import write_workspace
+
+    extra = "notify:\n  channels:\n" + _webhook(http.url)
+    config = write_workspace(tmp_path / "ws", extra=extra)
+    assert cli("run", "-c", config, "--fail-on", "never").code == 0
+    found = len(http.requests)
+    store = Store(parse_config(config.read_text(encoding="utf-8"), config).store_url())
+    try:
+        fid = store.findings(status=["open"])[0].finding_id
+    finally:
+        store.close()
+    r = cli("findings", "assign", fid, "--owner", "dana", "-m", "yours", "--actor", "ann", "-c", config)
+    assert r.code == 0, r.err
+    assert "notices: 1 sent in 1 messages, 0 failed" in r.out
+    assert len(http.requests) == found + 1 and http.signed_ok(http.requests[-1])
+    sent = http.requests[-1].json()
+    assert sent["owner"] == "dana" and [(f["finding_id"], f["state"]) for f in sent["findings"]] == [(fid, "assigned")]
+    # An acknowledgement is not news for anyone; a second assignment is.
+    assert cli("findings", "ack", fid, "-c", config).code == 0
+    assert len(http.requests) == found + 1
+    assert cli("findings", "assign", fid, "--owner", "erin", "-c", config).code == 0
+    assert http.requests[-1].json()["owner"] == "erin" and len(http.requests) == found + 2

@@ -396,7 +396,8 @@ class Store:
             for write in rec.also:
                 write(s, run.run_id)
             if rec.notices is not None:
-                out.notices_queued = _queue_notices(s, run.run_id, now, out.transitions, rec.notices)
+                out.notices_queued = _queue_notices(s, run.run_id, now, out.transitions, rec.notices,
+                                                    f"run{run.run_id}")
             audit = [("run", str(run.run_id), rec.actor, {
                 "status": "succeeded", "started_at": rec.started_at.isoformat(), "finished_at": now.isoformat(),
                 "as_of": rec.as_of, "inputs": rec.inputs, "config_hash": rec.config_hash,
@@ -422,9 +423,12 @@ class Store:
             return run.run_id
 
     # --- people acting on findings ---------------------------------------------------------------
-    def apply(self, changes: Sequence[Change], actor: str, source: str = "cli") -> list[FindingEventRow]:
+    def apply(self, changes: Sequence[Change], actor: str, source: str = "cli",
+              notices: Callable[[FindingRow, str], list[tuple[str, str]]] | None = None) -> list[FindingEventRow]:
         """Apply lifecycle changes all-or-nothing: every change is validated first (unknown ids and
-        illegal transitions are reported together) and nothing is written when one fails."""
+        illegal transitions are reported together) and nothing is written when one fails. With
+        `notices` (the notify plan), an assignment queues a notice to the new owner in the same
+        transaction."""
         now = _now()
         with Session(self.engine) as s, s.begin():
             _lock_store(s.connection())
@@ -478,6 +482,10 @@ class Store:
                            "source": source}
                 audit.append(("comment" if c.action == "comment" else "transition", row.finding_id, actor, payload))
             s.flush()
+            if notices is not None:  # the new owner hears of it: one notice per assignment event
+                for ev in events:
+                    if ev.action == "assign":
+                        _queue_notices(s, None, now, [(ev.finding_id, "assigned")], notices, f"event{ev.event_id}")
             _append_audit(s, now, audit)
             s.expunge_all()
             return events
@@ -725,9 +733,10 @@ def _record_findings(s: Session, run_id: int, now: datetime, rec: RunRecord) -> 
     return out
 
 
-def _queue_notices(s: Session, run_id: int, now: datetime, transitions: list[tuple[str, str]],
-                   notices: Callable[[FindingRow, str], list[tuple[str, str]]]) -> int:
-    """Queue one outbox entry per (finding, state, channel) not queued before: the dedupe key."""
+def _queue_notices(s: Session, run_id: int | None, now: datetime, transitions: list[tuple[str, str]],
+                   notices: Callable[[FindingRow, str], list[tuple[str, str]]], occasion: str) -> int:
+    """Queue one outbox entry per (finding, state, channel, occasion) not queued before: the dedupe
+    key. The occasion is the run (`run7`) or a person's change (`event42`)."""
     if not transitions:
         return 0
     ids = sorted({fid for fid, _ in transitions})
@@ -739,9 +748,9 @@ def _queue_notices(s: Session, run_id: int, now: datetime, transitions: list[tup
     for fid, state in transitions:
         row = rows[fid]
         # A finding enters a state at most once per run; entering it again in a later run (reopened
-        # a second time) is news again, so the run is part of the key.
+        # a second time) is news again, so the run (or the change) is part of the key.
         for channel, mode in notices(row, state):
-            wanted[f"{fid}:{state}:{channel}:run{run_id}"] = dict(
+            wanted[f"{fid}:{state}:{channel}:{occasion}"] = dict(
                 run_id=run_id, finding_id=fid, state=state, channel=channel, owner=row.owner, mode=mode,
                 created_at=now, status="pending", attempts=0)
     if not wanted:

@@ -27,6 +27,7 @@ from tieout.errors import ExitCode, InputError, TieoutError
 if TYPE_CHECKING:
     from tieout.config import Config
     from tieout.findings import Finding
+    from tieout.notify.outbox import DispatchReport
     from tieout.pipeline import RunResult
     from tieout.store import Store
 
@@ -185,18 +186,22 @@ def _run_pipeline(cfg: Config, shadow: Sequence[str] = ()) -> RunResult:
         return run(cfg, progress=lambda msg: status.update(Text(msg)), shadow=shadow)
 
 
+def report_notices(sent: DispatchReport, out: Console) -> None:
+    """What a dispatch delivered, on stdout; each delivery error on stderr."""
+    out.print(f"notices: {sent.notices_sent} sent in {sent.messages_sent} messages, {sent.notices_failed} failed"
+              + (" (kept queued: `tieout notify send` retries)" if sent.notices_failed else ""))
+    for e in sent.errors:
+        _err().print(Text(e, style="bold red"), soft_wrap=True)
+
+
 def _run_and_report(cfg: Config, fail_on: str, shadow: Sequence[str] = ()) -> tuple[RunResult, int]:
     """Run like `tieout run` and render the result; returns it with the exit code for `fail_on`
     (2 when a rule failed: the other checks ran and their findings are recorded)."""
     out = _out()
     result = _run_pipeline(cfg, shadow)
     render_run(result, out)
-    sent = result.notifications
-    if sent is not None:
-        out.print(f"notices: {sent.notices_sent} sent in {sent.messages_sent} messages, {sent.notices_failed} failed"
-                  + (" (kept queued: `tieout notify send` retries)" if sent.notices_failed else ""))
-        for e in sent.errors:
-            _err().print(Text(e, style="bold red"), soft_wrap=True)
+    if result.notifications is not None:
+        report_notices(result.notifications, out)
     if result.checks_failed:
         out.print(Text(f"{len(result.checks_failed)} rule(s) failed: exit 2", style="red"))
         return result, ExitCode.BAD_INPUT

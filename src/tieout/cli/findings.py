@@ -26,6 +26,7 @@ from tieout.cli import (
     add_row,
     app,
     money,
+    report_notices,
 )
 from tieout.reports.export import ExportFormat
 
@@ -228,11 +229,20 @@ def findings_export(
 
 
 def _apply(config: Path, changes: list[Change], actor: str | None, source: str = "cli") -> None:
+    from tieout.config import load_config
+    from tieout.notify.outbox import dispatch, notice_plan
+
+    cfg = load_config(config)
+    # An assignment is news for the new owner: queued with the change, sent now (as a run sends).
+    notify = bool(cfg.notify.channels) and any(c.action == "assign" for c in changes)
     with _open_store(config) as store:
-        events = store.apply(changes, actor_name(actor), source)
+        events = store.apply(changes, actor_name(actor), source, notice_plan(cfg.notify) if notify else None)
+        sent = dispatch(cfg, store) if notify else None
     out = _out()
     for ev in events:
         out.print(_event_line(ev).append(f"  {ev.finding_id}"))
+    if sent is not None:
+        report_notices(sent, out)
 
 
 def _changes(ids: list[str], action: str, note: str, **kw: Any) -> list[Change]:

@@ -30,7 +30,7 @@ class NotifierSettings(BaseModel):
 @dataclass(frozen=True)
 class NoticeItem:
     finding_id: str
-    state: str  # open | escalated
+    state: str  # open | escalated | assigned
     priority: str
     priority_reason: str
     category: str
@@ -61,7 +61,7 @@ class Message:
     def lines(self) -> list[str]:
         return [f"[{i.priority}] {i.finding_id} {i.category} {i.amount}"
                 + (f" customer {i.customer_id}" if i.customer_id else "")
-                + (" (escalated)" if i.state == "escalated" else "")
+                + (f" ({i.state})" if i.state != "open" else "")
                 + f": {i.explanation}" for i in self.items]
 
     def payload(self) -> dict[str, object]:

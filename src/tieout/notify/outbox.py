@@ -21,7 +21,8 @@ from tieout.money import format_minor, is_known_currency
 from tieout.notify import NOTIFIERS, Message, NoticeItem, NotifierSettings, NotifyError
 from tieout.store import FindingRow, OutboxRow, Store
 
-NOTIFIED_STATES = ("open", "escalated")  # found or reopened, and escalated past the SLA
+# found or reopened, escalated past the SLA, and assigned to someone by a person
+NOTIFIED_STATES = ("open", "escalated", "assigned")
 
 
 def channel_settings(cfg: Config) -> dict[str, tuple[str, NotifierSettings]]:
