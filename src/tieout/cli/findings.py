@@ -32,7 +32,7 @@ from tieout.reports.export import ExportFormat
 
 if TYPE_CHECKING:
     from tieout.lifecycle import Change
-    from tieout.store import FindingEventRow, FindingRow
+    from tieout.store import FindingEventRow, FindingRow, Store
 
 findings_app = typer.Typer(help="Browse, act on and export findings in the store.", no_args_is_help=True)
 app.add_typer(findings_app, name="findings")
@@ -229,20 +229,26 @@ def findings_export(
 
 
 def _apply(config: Path, changes: list[Change], actor: str | None, source: str = "cli") -> None:
+    with _open_store(config) as store:
+        events = _apply_and_notify(config, store, changes, actor, source)
+    out = _out()
+    for ev in events:
+        out.print(_event_line(ev).append(f"  {ev.finding_id}"))
+
+
+def _apply_and_notify(config: Path, store: Store, changes: list[Change], actor: str | None,
+                      source: str) -> list[FindingEventRow]:
+    """Apply the changes; an assignment is news for the new owner: queued with the change and sent
+    now, as a run sends its notices."""
     from tieout.config import load_config
     from tieout.notify.outbox import dispatch, notice_plan
 
     cfg = load_config(config)
-    # An assignment is news for the new owner: queued with the change, sent now (as a run sends).
     notify = bool(cfg.notify.channels) and any(c.action == "assign" for c in changes)
-    with _open_store(config) as store:
-        events = store.apply(changes, actor_name(actor), source, notice_plan(cfg.notify) if notify else None)
-        sent = dispatch(cfg, store) if notify else None
-    out = _out()
-    for ev in events:
-        out.print(_event_line(ev).append(f"  {ev.finding_id}"))
-    if sent is not None:
-        report_notices(sent, out)
+    events = store.apply(changes, actor_name(actor), source, notice_plan(cfg.notify) if notify else None)
+    if notify:
+        report_notices(dispatch(cfg, store), _out())
+    return events
 
 
 def _changes(ids: list[str], action: str, note: str, **kw: Any) -> list[Change]:
@@ -340,5 +346,5 @@ def findings_import(
                                + (f" resolution={c.resolution}" if c.resolution else "")))
             out.print(f"{len(changes)} changes valid (dry run: nothing written)")
             return
-        store.apply(changes, actor_name(actor), source=f"import {file.name}")
+        _apply_and_notify(config, store, changes, actor, f"import {file.name}")
     out.print(f"applied {len(changes)} changes from {file}")
