@@ -128,3 +128,15 @@ def test_bad_rows_are_quarantined_not_lost(tmp_path: Path, demo_run_other_seed: 
 def test_manifest_file_matches_generator(demo_run: DemoRun) -> None:
     data = json.loads((demo_run.path / "manifest.json").read_text())
     assert sorted(tuple(x) for x in data["expected"]) == sorted(demo_run.manifest.expected)
+
+
+@pytest.mark.parametrize(("customers", "seed"), [(6, 10)])
+def test_tiny_books_generate_and_find_exactly_what_they_inject(tmp_path_factory: pytest.TempPathFactory,
+                                                               customers: int, seed: int) -> None:
+    """A handful of customers still makes a workspace (some defects need more books than that and are
+    not injected); whatever is injected is found, and nothing else."""
+    from .conftest import _demo
+
+    demo = _demo(tmp_path_factory, customers=customers, seed=seed)
+    found = _found(demo)
+    assert (sorted(demo.expected - found), sorted(found - demo.expected)) == ([], [])
