@@ -26,8 +26,9 @@ from tieout.billing.pricing import (
     money_text,
     package_count,
     products_arrow,
-    rate_quantities,
+    rate_distinct_quantities,
     round_exact,
+    same_rated,
     tiers_arrow,
 )
 from tieout.billing.proration import billing_cycles
@@ -43,8 +44,8 @@ LINE_KINDS = {
     "percentage": "a percent of the invoice's other lines",
 }
 EXPECTED_COLUMNS = ("contract_id", "subscription_id", "customer_id", "currency", "sku", "kind", "match_kind",
-                    "bill_date", "cycle_start", "period_start", "period_end", "quantity", "unit_amount", "amount",
-                    "discount", "tax", "tax_rate", "tax_inclusive", "discount_expired", "explanation")
+                    "bill_date", "cycle_start", "cycle_end", "period_start", "period_end", "quantity", "unit_amount",
+                    "amount", "discount", "tax", "tax_rate", "tax_inclusive", "discount_expired", "explanation")
 
 
 @dataclass
@@ -78,7 +79,8 @@ def horizon(bill_dates: list[date], longest_interval_months: int) -> list[date]:
 
 
 def catalog_tables(engine: Engine, cfg: BillingConfig) -> dict[str, ir.Table]:
-    """The catalog, coupons and tax rates as engine tables (small)."""
+    """The catalog, coupons and tax rates as (small) tables on the engine, beside the contracts they
+    meet (after the hand-over, Spark registers them on Spark)."""
     coupons = pa.Table.from_pylist([
         {"c_code": c.code, "c_percent": c.percent_off,
          "c_amount_off": None if c.amount_off is None else c.amount_off * minor_scale(c.currency or "USD"),
@@ -121,8 +123,7 @@ def expected_lines(engine: Engine, cfg: BillingConfig, t: BillingTables, bill_da
     longest = max([p.months for p in cfg.products] or [1])
     months = engine.from_arrow("billing_months",
                                pa.table({"month": pa.array(horizon(bill_dates, longest), pa.date32())}))
-    wanted = engine.from_arrow("billing_dates",
-                               pa.table({"want_date": pa.array(sorted(set(bill_dates)), pa.date32())}))
+    wanted = engine.from_arrow("billing_dates", pa.table({"want_date": pa.array(sorted(set(bill_dates)), pa.date32())}))
     seg = priced_segments(t.subscriptions, products)
     seg = seg.filter(seg.p_sku.notnull() & (seg.currency == seg.p_currency) & (seg.status != "paused"))
     seg = seg.mutate(_months=seg.p_months)
@@ -137,18 +138,30 @@ def expected_lines(engine: Engine, cfg: BillingConfig, t: BillingTables, bill_da
                      "_months", "is_change", "p_sku", "p_valid_from", "p_model", "p_amount", "p_package_size",
                      "p_percent", "p_timing", "p_usage", "p_minimum", "p_tax_code", "p_exp")
     cyc = billing_cycles(seg, months)
-    cyc = cyc.mutate(_key=cyc.subscription_id + "@" + cyc.cycle_start.cast(dt.string))
-    cyc = engine.materialize("billing_cycles", cyc)
+    # Only cycles that can put a line on a wanted invoice (every line is dated on its cycle's start or
+    # end, or on the first day of service): the horizon's other cycles are never rated.
+    due = sorted(set(bill_dates))
+    cyc = cyc.filter(cyc.cycle_start.isin(due) | cyc.cycle_end.isin(due) | cyc.service_start.isin(due))
+    cyc = engine.materialize("billing_cycles", cyc, scratch=True)
 
     lines = [_recurring_lines(engine, cyc, cat["tiers"]), _usage_lines(engine, cyc, cat["tiers"], t)]
     base = ibis.union(*lines, distinct=False)
     base = base.join(wanted, base.bill_date == wanted.want_date).drop("want_date")
-    base = engine.materialize("expected_base_lines", base)
-    pct = _percentage_lines(cyc, base, cfg.rounding)
-    pct = pct.join(wanted, pct.bill_date == wanted.want_date).drop("want_date")
-    all_lines = ibis.union(base, pct, distinct=False)
-    all_lines = engine.materialize("expected_priced_lines", all_lines.filter(all_lines.amount != 0))
+    all_lines = base
+    if any(p.model == "percentage" for p in cfg.products):  # they read the other lines: compute those once
+        base = engine.materialize("expected_base_lines", base, scratch=True)
+        pct = _percentage_lines(cyc, base, cfg.rounding)
+        pct = pct.join(wanted, pct.bill_date == wanted.want_date).drop("want_date")
+        all_lines = ibis.union(base, pct, distinct=False)
+    all_lines = engine.materialize("expected_priced_lines", all_lines.filter(all_lines.amount != 0), scratch=True)
     return _discount_and_tax(all_lines, cat, t.customers, cfg)
+
+
+def _with_tiers(c: ir.Table, tiers: ir.Table) -> ir.Table:
+    """`c` with the tiered amount and words of its `rate_qty` (null for plans without tiers)."""
+    tiered = c.filter(c.p_model.isin(["graduated", "volume"]))
+    rated = rate_distinct_quantities(tiered, tiers)
+    return c.left_join(rated, same_rated(c, rated)).drop("r_sku", "r_valid_from", "r_qty")
 
 
 def _full_price(c: ir.Table, tiered: ir.Table, qty: ir.IntegerValue) -> ir.DecimalValue:
@@ -184,7 +197,8 @@ def _line(c: ir.Table, *, kind: str | ir.StringValue, bill_date: ir.DateValue, p
     kind_v = ibis.literal(kind) if isinstance(kind, str) else kind
     return c.select(
         contract_id=c.contract, subscription_id=c.subscription_id, customer_id=c.customer_id, currency=c.currency,
-        sku=c.sku, kind=kind_v, bill_date=bill_date, cycle_start=c.cycle_start, cycle_no=c.cycle_no,
+        sku=c.sku, kind=kind_v, bill_date=bill_date, cycle_start=c.cycle_start, cycle_end=c.cycle_end,
+        cycle_no=c.cycle_no,
         period_start=period_start, period_end=period_end, quantity=quantity.cast(dt.int64),
         unit_amount=unit_amount.cast(dt.int64), amount=amount.cast(dt.int64), p_tax_code=c.p_tax_code,
         p_exp=c.p_exp, discount_percent=c.discount_percent, discount_end=c.discount_end, coupon=c.coupon,
@@ -195,14 +209,11 @@ def _line(c: ir.Table, *, kind: str | ir.StringValue, bill_date: ir.DateValue, p
 def _recurring_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table) -> ir.Table:
     """Recurring charges, remaining-time charges and unused-time credits of non-usage plans."""
     c = cyc.filter(~cyc.p_usage & (cyc.p_model != "percentage"))
-    q = c.select(_key=c._key, p_sku=c.p_sku, p_valid_from=c.p_valid_from, p_model=c.p_model,
-                 p_exp=c.p_exp, rate_qty=c.quantity.cast(dt.int64))
-    tiered = rate_quantities(q.filter(q.p_model.isin(["graduated", "volume"])), tiers, "_key")
-    c = c.left_join(tiered, c._key == tiered._key).drop("_key_right")
+    c = _with_tiers(c.mutate(rate_qty=c.quantity.cast(dt.int64)), tiers)
     full = _full_price(c, c, c.quantity)
     c = c.mutate(_full=full, _words=_price_words(c, c.quantity, c.tier_detail))
     c = c.mutate(_cycle=" of cycle " + _dates(c.cycle_start, c.cycle_end))
-    c = engine.materialize("recurring_priced", c)
+    c = engine.materialize("recurring_priced", c, scratch=True)
     unit = ibis.ifelse(c.p_model.isin(["flat", "per_unit"]), c.unit_amount, ibis.null(dt.int64))
     advance = c.p_timing == "advance"
     at_start = c.service_start == c.cycle_start
@@ -247,45 +258,47 @@ def _usage_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table, t: BillingTable
         ev = t.usage_events
         ev = ev.filter(ev.quantity >= 0)
         # Idempotency: one row per event id whatever the input repeats (the gate quarantines repeats too).
-        ev = ev.group_by("event_id").aggregate(u_customer=ev.customer_id.min(), u_sub=ev.subscription_id.min(),
-                                               u_sku=ev.sku.min(), u_qty=ev.quantity.min(), u_at=ev.occurred_at.min())
-        win = c.select(w_key=c._key, w_sub=c.subscription_id, w_customer=c.customer_id, w_sku=c.sku,
-                       w_start=c.service_start.cast(dt.Timestamp(timezone="UTC")),
-                       w_end=c.service_end.cast(dt.Timestamp(timezone="UTC")))
-        # Two equi-joins, not one join on an OR (which engines run as a nested loop): events naming
-        # their subscription, and events naming only the customer.
-        named = ev.filter(ev.u_sub.notnull())
-        by_sub = named.join(win, (named.u_sub == win.w_sub) & (named.u_sku == win.w_sku)
-                            & (named.u_at >= win.w_start) & (named.u_at < win.w_end))
-        loose = ev.filter(ev.u_sub.isnull())
-        by_customer = loose.join(win, (loose.u_customer == win.w_customer) & (loose.u_sku == win.w_sku)
-                                 & (loose.u_at >= win.w_start) & (loose.u_at < win.w_end))
-        cols = ["w_key", "u_qty"]
-        j = ibis.union(by_sub.select(*cols), by_customer.select(*cols), distinct=False)
-        used = j.group_by(u_key=j.w_key).aggregate(used=j.u_qty.sum().cast(dt.int64), events=j.count())
+        # The customer decides only for an event no row of which names a subscription: the filtered
+        # minimum is the same, and costs nothing for events that name one.
+        ev = ev.group_by("event_id").aggregate(u_customer=ev.customer_id.min(where=ev.subscription_id.isnull()),
+                                               u_sub=ev.subscription_id.min(), u_sku=ev.sku.min(),
+                                               u_qty=ev.quantity.min(), u_at=ev.occurred_at.min())
+        ts = dt.Timestamp(timezone="UTC")
+        win = c.select(w_cycle=c.cycle_start, w_sub=c.subscription_id, w_sku=c.sku,
+                       w_start=c.service_start.cast(ts), w_end=c.service_end.cast(ts))
+        # An event names its subscription, or only its customer (then it counts in every window of the
+        # customer's subscriptions to the SKU). One equi-join on (id, whether it is a subscription's)
+        # against the windows listed under both ids: the events are read once, and no join on an OR
+        # (which engines run as a nested loop).
+        windows = ibis.union(win.mutate(w_ref=win.w_sub, w_by_sub=True),
+                             c.select(w_cycle=c.cycle_start, w_sub=c.subscription_id, w_sku=c.sku,
+                                      w_start=c.service_start.cast(ts), w_end=c.service_end.cast(ts),
+                                      w_ref=c.customer_id, w_by_sub=False), distinct=False)
+        ev = ev.mutate(u_ref=ibis.coalesce(ev.u_sub, ev.u_customer), u_by_sub=ev.u_sub.notnull())
+        j = ev.join(windows, (ev.u_ref == windows.w_ref) & (ev.u_by_sub == windows.w_by_sub)
+                    & (ev.u_sku == windows.w_sku) & (ev.u_at >= windows.w_start) & (ev.u_at < windows.w_end))
+        used = j.group_by(u_sub=j.w_sub, u_cycle=j.w_cycle).aggregate(used=j.u_qty.sum().cast(dt.int64),
+                                                                   events=j.count())
+        c = c.left_join(used, (c.subscription_id == used.u_sub) & (c.cycle_start == used.u_cycle))
     else:
-        used = c.select(u_key=c._key, used=ibis.literal(0, dt.int64), events=ibis.literal(0, dt.int64)).limit(0)
-    c = c.left_join(used, c._key == used.u_key)
+        c = c.mutate(used=ibis.literal(0, dt.int64), events=ibis.literal(0, dt.int64))
     if t.entitlements is not None:
         en = t.entitlements
-        ej = c.select(i_key=c._key, i_customer=c.customer_id, i_sku=c.sku, i_at=c.cycle_start)
+        ej = c.select(i_sub=c.subscription_id, i_customer=c.customer_id, i_sku=c.sku, i_at=c.cycle_start)
         ej = ej.join(en, (ej.i_customer == en.customer_id) & (ej.i_sku == en.sku) & (en.start_date <= ej.i_at)
                      & (ej.i_at < en.end_date.fill_null(_FAR)))
         # A null quantity is an unlimited entitlement: nothing above it is overage.
-        incl = ej.group_by("i_key").aggregate(included=ej.quantity.sum().cast(dt.int64),
-                                               unlimited=ej.quantity.isnull().any())
-        c = c.left_join(incl, c._key == incl.i_key)
+        incl = ej.group_by("i_sub", "i_at").aggregate(included=ej.quantity.sum().cast(dt.int64),
+                                                       unlimited=ej.quantity.isnull().any())
+        c = c.left_join(incl, (c.subscription_id == incl.i_sub) & (c.cycle_start == incl.i_at))
     else:
         c = c.mutate(included=ibis.literal(0, dt.int64), unlimited=ibis.literal(False))
     c = c.mutate(used=c.used.fill_null(0), events=c.events.fill_null(0), included=c.included.fill_null(0))
     c = c.mutate(overage=c.unlimited.fill_null(False).ifelse(ibis.literal(0, dt.int64),
                                                              ibis.greatest(c.used - c.included, 0)))
-    q = c.select(_key=c._key, p_sku=c.p_sku, p_valid_from=c.p_valid_from, p_model=c.p_model, p_exp=c.p_exp,
-                 rate_qty=c.overage)
-    tiered = rate_quantities(q.filter(q.p_model.isin(["graduated", "volume"])), tiers, "_key")
-    c = c.left_join(tiered, c._key == tiered._key)
+    c = _with_tiers(c.mutate(rate_qty=c.overage), tiers)
     c = c.mutate(_usage_exact=_full_price(c, c, c.overage))
-    c = engine.materialize("usage_rated", c)
+    c = engine.materialize("usage_rated", c, scratch=True)
     unit = ibis.ifelse(c.p_model.isin(["flat", "per_unit"]), c.unit_amount, ibis.null(dt.int64))
     words = (c.used.cast(dt.string) + " units from " + c.events.cast(dt.string) + " events "
              + _dates(c.service_start, c.service_end) + ", " + c.included.cast(dt.string) + " included, "
@@ -371,7 +384,8 @@ def _discount_and_tax(lines: ir.Table, cat: dict[str, ir.Table], customers: ir.T
         contract_id=j.contract_id, subscription_id=j.subscription_id, customer_id=j.customer_id, currency=j.currency,
         sku=j.sku, kind=j.kind, match_kind=ibis.cases((j.kind == "credit", "credit"), (j.kind == "minimum", "minimum"),
                                                       else_="charge"),
-        bill_date=j.bill_date, cycle_start=j.cycle_start, period_start=j.period_start, period_end=j.period_end,
+        bill_date=j.bill_date, cycle_start=j.cycle_start, cycle_end=j.cycle_end, period_start=j.period_start,
+        period_end=j.period_end,
         quantity=j.quantity, unit_amount=j.unit_amount, amount=j.amount, discount=j.discount,
         tax=tax.cast(dt.int64), tax_rate=j.r_rate.fill_null(0).cast(EXACT), tax_inclusive=inclusive,
         discount_expired=j.discount_expired, explanation=j.explanation + j._dwords + twords,

@@ -170,7 +170,26 @@ def rate_quantities(q: ir.Table, tiers: ir.Table, key: str) -> ir.Table:
 
     Each row meets every tier of its product; a graduated row takes the units of the quantity that fall
     in each tier (the quantity clamped to [lower, upper]) and sums; a volume row keeps only the tier its
-    total falls in (lower < quantity ≤ upper) and prices every unit there."""
+    total falls in (lower < quantity ≤ upper) and prices every unit there.
+
+    Many rows share a quantity (seats, or usage sums over a period), so each distinct (product,
+    quantity) is rated and described once, and the rows take their amount from it by a join."""
+    rated = rate_distinct_quantities(q, tiers)
+    j = q.join(rated, same_rated(q, rated))
+    return j.select(j[key], tiered_amount=j.tiered_amount, tier_detail=j.tier_detail)
+
+
+def same_rated(q: ir.Table, rated: ir.Table) -> ir.BooleanValue:
+    """Join condition of rows of `q` (`p_sku`, `p_valid_from`, `rate_qty`) with their rating."""
+    return ((q.p_sku == rated.r_sku) & (q.rate_qty == rated.r_qty)
+            & ((q.p_valid_from.isnull() & rated.r_valid_from.isnull()) | (q.p_valid_from == rated.r_valid_from)))
+
+
+def rate_distinct_quantities(q: ir.Table, tiers: ir.Table) -> ir.Table:
+    """The tiered amount and its words for each distinct (product, quantity) of `q` (columns `p_sku`,
+    `p_valid_from`, `p_model`, `p_exp`, `rate_qty`): (r_sku, r_valid_from, r_qty, tiered_amount,
+    tier_detail)."""
+    q = q.select("p_sku", "p_valid_from", "p_model", "p_exp", "rate_qty").distinct()
     j = q.join(tiers, (q.p_sku == tiers.t_sku) & (q.p_valid_from.isnull() & tiers.t_valid_from.isnull()
                                                    | (q.p_valid_from == tiers.t_valid_from)))
     qty = j.rate_qty
@@ -193,7 +212,7 @@ def rate_quantities(q: ir.Table, tiers: ir.Table, key: str) -> ir.Table:
         ibis.null(dt.string),
     )
     j = j.mutate(_part=part, _detail=detail)
-    return j.group_by(key).aggregate(
+    return j.group_by(r_sku=j.p_sku, r_valid_from=j.p_valid_from, r_qty=j.rate_qty).aggregate(
         tiered_amount=j._part.sum().cast(dt.Decimal(38, 18)),
         tier_detail=j._detail.group_concat("; ", order_by=j.t_no),
     )

@@ -1,17 +1,26 @@
 """Playbook check 2, billing vs subscriptions: every contracted period is invoiced, at the
 contracted price and quantity, prorated by day, with the contracted discount, and nothing is
 billed after cancellation or twice through overlapping subscriptions.
+
+What a period should cost comes from the expected-invoice engine (`tieout.billing.expected_lines`),
+the one source of truth `tieout validate` uses too: with the workspace's catalog (`billing:`), or,
+without one, a catalog read off the contracts themselves (see `contract_catalog`). This room prices
+nothing itself.
 """
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from pydantic import Field
 
-from tieout.billing.proration import discount_amount, expected_periods, prorated_amount
+from tieout.billing.catalog import BillingConfig, interval_months
+from tieout.billing.expected import BillingTables, expected_lines, months_between
 from tieout.checks.registry import CheckContext, CheckParams, findings_table, month_of, ref, refs, register_check
+from tieout.money import is_known_currency
 
 _FAR = ibis.literal("9999-12-31").cast(dt.date)
 
@@ -24,12 +33,86 @@ class BillingSubscriptionsParams(CheckParams):
                                 "whose periods must be invoiced (a canceled one until its end date).")
 
 
-def _billing_months(ctx: CheckContext, lines: ir.Table) -> tuple[ir.Table, ir.Table]:
-    """(months seen on invoice lines, those up to the as-of month): periods are invoiced for the
-    months the billing data covers; a missing invoice is only reported for months already due."""
-    seen = lines.select(month=lines.period_start.truncate("M")).distinct()
+def _billing_months(ctx: CheckContext, lines: ir.Table) -> tuple[list[date], ir.Table]:
+    """(months seen on invoice lines, those up to the as-of month as a table): periods are invoiced
+    for the months the billing data covers; a missing invoice is only reported for months already due."""
+    seen = lines.select(month=lines.period_start.truncate("M")).distinct().filter(ibis._.month.notnull())
+    months = sorted(r["month"] for r in seen.to_pyarrow().to_pylist())
     due_until = ibis.literal(ctx.as_of).cast(dt.date).truncate("M")
-    return seen, seen.filter(seen.month <= due_until)
+    return months, seen.filter(seen.month <= due_until)
+
+
+_SEP = "\x1f"  # joins sku, currency and interval into the key of a product read off the contracts
+
+
+def contract_catalog(subs: ir.Table) -> BillingConfig:
+    """A catalog read off the contracts, for SKUs the workspace's `billing:` does not price: one product per (sku,
+    currency, interval) of `subs`, priced per unit at the contract's own unit amount (the engine takes
+    a contract's negotiated price for per_unit plans). Billed in arrears, so each cycle's service is
+    one line (the days of service × the contract / the days of the cycle, half-up), the amount an
+    invoice line for that period must carry; an interval the catalog cannot read counts as a month,
+    and a row in an unknown currency prices nothing."""
+    rows = subs.select("sku", "currency", "interval").distinct().to_pyarrow().to_pylist()
+    products = []
+    for r in rows:
+        if r["sku"] is None or r["currency"] is None or not is_known_currency(r["currency"]):
+            continue
+        products.append({"sku": _contract_sku(r["sku"], r["currency"], r["interval"]), "currency": r["currency"],
+                         "model": "per_unit", "amount": 0, "interval": _interval(r["interval"]),
+                         "timing": "arrears"})
+    return BillingConfig.model_validate({"products": products})
+
+
+def _interval(text: str | None) -> str:
+    try:
+        interval_months(text or "")
+    except ValueError:
+        return "month"
+    return text or "month"
+
+
+def _contract_sku(sku: str, currency: str, interval: str | None) -> str:
+    return _SEP.join((sku, currency, interval or ""))
+
+
+def contracted_periods(ctx: CheckContext, subs: ir.Table, months: list[date]) -> ir.Table:
+    """What each subscription's billing cycle starting in `months` should be invoiced, from the
+    expected-invoice engine: one row per (subscription, cycle) with the contract's unit amount and
+    quantity, the service window and the expected amount and discount (the net of the cycle's charge,
+    proration and unused-time credit lines)."""
+    catalog = ctx.billing.products if ctx.billing is not None else []
+    known = sorted({p.sku for p in catalog})
+    # A contract whose SKU the catalog does not price is its own price list; without an anchor, its
+    # periods are calendar months.
+    own = ~subs.sku.isin(known) if known else ibis.literal(True)
+    derived = contract_catalog(subs.filter(own))
+    base = ctx.billing if ctx.billing is not None else derived
+    cfg = base.model_copy(update={"products": [*catalog, *derived.products]})
+    priced = subs.mutate(
+        sku=ibis.ifelse(own, subs.sku + _SEP + subs.currency + _SEP + subs.interval.fill_null(""), subs.sku),
+        billing_anchor=ibis.ifelse(own, subs.billing_anchor.fill_null(1), subs.billing_anchor))
+    longest = max([p.months for p in cfg.products] or [1])
+    last = months_between(months[-1], months[-1] + timedelta(days=31 * (longest + 1)))[-1]
+    days = [months[0] + timedelta(days=k) for k in range((last - months[0]).days + 1)]
+    lines = expected_lines(ctx.engine, cfg, BillingTables(priced), days)
+    lines = lines.filter(lines.kind.isin(["recurring", "proration", "credit"])
+                         & lines.cycle_start.truncate("M").isin(months))
+    credit = lines.kind == "credit"
+    per = lines.group_by(subscription_id=lines.subscription_id, cycle_start=lines.cycle_start).aggregate(
+        cycle_end=lines.cycle_end.max(), exp_gross=lines.amount.sum(), exp_discount=lines.discount.sum(),
+        c_unit=lines.unit_amount.max(), c_qty=lines.quantity.max(), c_currency=lines.currency.max(),
+        service_start=lines.period_start.min(where=~credit), charged_to=lines.period_end.max(where=~credit),
+        credited_from=lines.period_start.min(where=credit))
+    contract = subs.select(s_id=subs.subscription_id, sku=subs.sku, customer_id=subs.customer_id,
+                           discount_end=subs.discount_end)
+    j = per.join(contract, per.subscription_id == contract.s_id)
+    service_end = ibis.least(j.charged_to, j.credited_from.fill_null(j.charged_to))
+    return j.select(
+        subscription_id=j.subscription_id, customer_id=j.customer_id, sku=j.sku, currency=j.c_currency,
+        unit_amount=j.c_unit, quantity=j.c_qty, period_start=j.cycle_start.truncate("M"), discount_end=j.discount_end,
+        service_start=j.service_start, service_days=service_end.delta(j.service_start, unit="day").cast(dt.int64),
+        period_days=j.cycle_end.delta(j.cycle_start, unit="day").cast(dt.int64),
+        exp_gross=j.exp_gross, exp_discount=j.exp_discount)
 
 
 @register_check(
@@ -72,14 +155,16 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
     lines = lines.mutate(line_key=lines.invoice_id + "/" + lines.line_id, line_month=lines.period_start.truncate("M"))
     # read three times below (billing months, lines vs contract, billed after cancellation): join once
     lines = ctx.engine.materialize("billed_lines", lines)
-    seen, due = _billing_months(ctx, lines)
-    periods = expected_periods(subs, seen.select(month=seen.month))
-    periods = periods.mutate(
-        exp_gross=prorated_amount(periods.unit_amount, periods.quantity, periods.service_days, periods.period_days),
-        disc_applies=periods.discount_end.isnull() | (periods.period_start < periods.discount_end.fill_null(_FAR)),
-    )
-    periods = periods.mutate(exp_discount=discount_amount(periods.exp_gross, periods.discount_percent,
-                                                          periods.disc_applies))
+    months, due = _billing_months(ctx, lines)
+    if not months:
+        periods = subs.select(subscription_id=subs.subscription_id, customer_id=subs.customer_id, sku=subs.sku,
+                              currency=subs.currency, unit_amount=subs.unit_amount, quantity=subs.quantity,
+                              period_start=subs.start_date, discount_end=subs.discount_end,
+                              service_start=subs.start_date, service_days=ibis.literal(0, dt.int64),
+                              period_days=ibis.literal(0, dt.int64), exp_gross=ibis.literal(0, dt.int64),
+                              exp_discount=ibis.literal(0, dt.int64)).limit(0)
+    else:
+        periods = contracted_periods(ctx, subs, months)
     periods = ctx.engine.materialize("expected_periods", periods)
     out: list[ir.Table] = []
 
@@ -91,9 +176,11 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
               ref("subscriptions", j.subscription_id))
     base = {"subject": j.line_key, "customer_id": j.customer_id, "period": month_of(j.period_start),
             "evidence": ev}
-    cur_bad = j.inv_currency != j.currency_right
-    price_bad = ~cur_bad & (j.unit_amount != j.unit_amount_right)
-    qty_bad = ~cur_bad & ~price_bad & (j.quantity != j.quantity_right)
+    # A null compares as "no difference" (a tiered plan has no unit price), never as unknown, so the
+    # amount is still checked below.
+    cur_bad = (j.inv_currency != j.currency_right).fill_null(False)
+    price_bad = ~cur_bad & (j.unit_amount != j.unit_amount_right).fill_null(False)
+    qty_bad = ~cur_bad & ~price_bad & (j.quantity != j.quantity_right).fill_null(False)
     partial = j.service_days < j.period_days
     amount_off = (j.amount - j.exp_gross).abs() > tol
     prorate_bad = ~cur_bad & ~price_bad & ~qty_bad & amount_off & partial

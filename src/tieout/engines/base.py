@@ -30,8 +30,10 @@ class Engine(Protocol):
         """Register an Arrow table as a named engine table."""
         ...
 
-    def materialize(self, name: str, expr: ir.Table) -> ir.Table:
-        """Compute `expr` once into a named table and return it."""
+    def materialize(self, name: str, expr: ir.Table, *, scratch: bool = False) -> ir.Table:
+        """Compute `expr` once into a named table and return it. `scratch`: an intermediate result
+        read a few times within one computation, kept as cheaply as the engine can (not compressed
+        for storage)."""
         ...
 
     def parse_timestamp(self, text: ir.StringValue, fmt: str) -> ir.TimestampValue:

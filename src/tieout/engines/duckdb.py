@@ -94,8 +94,10 @@ class DuckDBEngine:
     def from_arrow(self, name: str, table: pa.Table) -> ir.Table:
         return self.con.create_table(self._name(name), table)
 
-    def materialize(self, name: str, expr: ir.Table) -> ir.Table:
-        return self.con.create_table(self._name(name), expr)
+    def materialize(self, name: str, expr: ir.Table, *, scratch: bool = False) -> ir.Table:
+        # A scratch result is a temporary table: in memory (spilled past memory_limit), not compressed
+        # into the database file, which costs about 4x the CPU of computing a wide table.
+        return self.con.create_table(self._name(name), expr, temp=scratch)
 
     def parse_timestamp(self, text: ir.StringValue, fmt: str) -> ir.TimestampValue:
         return _try_strptime(text, fmt)

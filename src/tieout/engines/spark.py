@@ -134,12 +134,13 @@ class SparkEngine:
         # naive; the canonical types (timestamp('UTC')) are restored so results match DuckDB's.
         return self.con.table(view).cast(table.schema())
 
-    def materialize(self, name: str, expr: ir.Table) -> ir.Table:
+    def materialize(self, name: str, expr: ir.Table, *, scratch: bool = False) -> ir.Table:
         if expr._find_backend() is not self.con:
-            return self.ingest.materialize(name, expr)
+            return self.ingest.materialize(name, expr, scratch=scratch)
         view = self._name(name)
         # localCheckpoint computes the frame once and cuts its lineage, so the rounds of a composite
         # match do not re-plan (and re-run) every earlier round.
+        self.con._run_pre_execute_hooks(expr)  # registers the in-memory tables (ibis.memtable) the SQL names
         df = self._session.sql(self.con.compile(expr)).localCheckpoint(eager=True)
         df.createOrReplaceTempView(view)
         self._views.append(view)
