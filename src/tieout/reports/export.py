@@ -91,8 +91,12 @@ def _write_xlsx(records: list[dict[str, Any]], path: Path) -> None:
     from openpyxl.styles import Font
 
     def cell(value: Any) -> Any:
-        # Strip what XLSX cannot hold first: "\x01=1+2" must not become the formula "=1+2".
-        return neutralize(ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value)
+        # Strip what XLSX cannot hold first: "\x01=1+2" must not become the formula "=1+2". Line
+        # breaks are written as "\n" (what a cell's line break is), whichever XML writer openpyxl uses:
+        # with lxml a "\r" would survive, without it the XML parser folds "\r\n" into "\n".
+        if not isinstance(value, str):
+            return value
+        return neutralize(ILLEGAL_CHARACTERS_RE.sub("", value)).replace("\r\n", "\n").replace("\r", "\n")
 
     wb = Workbook()
     ws = wb.active
