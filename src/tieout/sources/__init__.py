@@ -16,8 +16,10 @@ from tieout.engines.base import Engine
 from tieout.errors import ConfigError, InputError
 from tieout.sources import adyen as _adyen  # noqa: F401  (registers formats)
 from tieout.sources import chargebee as _chargebee  # noqa: F401  (registers the Chargebee connector)
+from tieout.sources import hubspot as _hubspot  # noqa: F401  (registers the HubSpot connector)
 from tieout.sources import quickbooks as _quickbooks  # noqa: F401  (registers formats)
 from tieout.sources import quickbooks_api as _quickbooks_api  # noqa: F401  (registers the QuickBooks connector)
+from tieout.sources import salesforce as _salesforce  # noqa: F401  (registers the Salesforce connector)
 from tieout.sources import sql as _sql  # noqa: F401  (registers the SQL connector)
 from tieout.sources import stripe as _stripe  # noqa: F401
 from tieout.sources import stripe_api as _stripe_api  # noqa: F401  (registers the Stripe connector)
