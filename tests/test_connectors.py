@@ -23,6 +23,7 @@ from .vendor_servers import (
     StripeServer,
     balance_transaction,
     charge,
+    ingested,
     stripe_server,
 )
 
@@ -218,14 +219,19 @@ def test_failed_charges_payouts_and_invoices(tmp_path: Path, stripe_api: StripeS
     inv = stripe_template("invoice")
     inv.update(id="in_1", created=1_780_000_000, status="open", total=1000, subtotal=1100,
                total_discount_amounts=[{"amount": 100, "discount": "di_1"}])
-    stripe_api.objects.update(charges=[ok, bad], invoices=[inv])
+    current = stripe_template("invoice")  # API 2025-03 on: the subscription is under `parent`
+    current.update(id="in_2", created=1_780_000_100, subscription=None, parent={
+        "type": "subscription_details", "quote_details": None,
+        "subscription_details": {"metadata": {}, "subscription": "sub_9"}})
+    stripe_api.objects.update(charges=[ok, bad], invoices=[inv, current])
     record, _ = pull_source(_config(tmp_path, stripe_api, "failed_charges"), 0)
     rows = _rows(tmp_path / "pulls/failed_charges" / record.snapshot)
     assert [(r["id"], r["status"], r["amount"], r["metadata[invoice_number]"]) for r in rows] == [
         ("ch_bad", "failed", "700", "INV-9")]
     record, _ = pull_source(_config(tmp_path, stripe_api, "invoices"), 0)
-    (row,) = _rows(tmp_path / "pulls/invoices" / record.snapshot)
+    row, row2 = _rows(tmp_path / "pulls/invoices" / record.snapshot)
     assert (row["id"], row["customer"], row["discount"], row["total"]) == ("in_1", "cus_QXg1o8vcGmoR32", "100", "1000")
+    assert (row["subscription"], row2["subscription"]) == (None, "sub_9")  # the fixture's quote parent names none
 
 
 # --- bad input: quarantined with source, record and field ---------------------------------------------------
@@ -251,3 +257,167 @@ def test_bad_records_are_quarantined_naming_source_record_and_field(tmp_path: Pa
     ]
     (count,) = result.counts
     assert (count.read, count.accepted, count.quarantined) == (4, 1, 3)
+
+
+# --- Stripe Billing: subscriptions (one row per item) and invoice lines ----------------------------------
+
+
+def test_stripe_subscriptions_are_one_row_per_item(tmp_path: Path, stripe_api: StripeServer) -> None:
+    from .vendor_servers import subscription, subscription_item
+
+    day = 86_400
+    one = subscription(id="sub_1", created=1_767_225_600 + 14 * day, customer="cus_1", status="past_due",
+                       items=[subscription_item(id="si_1", subscription="sub_1", product="prod_TEAM",
+                                                unit_amount=2000, quantity=3)],
+                       discounts=[{"id": "di_1", "object": "discount", "end": 1_790_000_000,
+                                   "coupon": {"id": "LAUNCH10", "percent_off": 10.0}}])
+    two = subscription(id="sub_2", created=1_767_225_600, customer="cus_2", status="canceled", embedded=1,
+                       ended_at=1_780_000_000, items=[
+                           subscription_item(id="si_a", subscription="sub_2", product="prod_SEAT", unit_amount=900,
+                                             quantity=10, interval="month", interval_count=3),
+                           subscription_item(id="si_b", subscription="sub_2", product="prod_ADDON", unit_amount=500,
+                                             quantity=1, interval="week")])
+    stripe_api.objects.update(subscriptions=[one, two], subscription_items=two["items"]["data"] + [
+        subscription_item(id="si_b", subscription="sub_2", product="prod_ADDON", unit_amount=500, quantity=1,
+                          interval="week")])
+    record, sink = pull_source(_config(tmp_path, stripe_api, "subscriptions"), 0)
+    assert not sink.problems
+    assert any("status=all" in r for r in stripe_api.requests)  # canceled subscriptions too
+    assert any(r.startswith("/v1/subscription_items?") and "subscription=sub_2" in r for r in stripe_api.requests)
+    rows = {r["id"]: r for r in _rows(tmp_path / "pulls/subscriptions" / record.snapshot)}
+    assert sorted(rows) == ["sub_1", "sub_2/si_a", "sub_2/si_b"]
+    assert {k: rows["sub_1"][k] for k in ("subscription", "sku", "quantity", "unit_amount", "interval",
+                                          "billing_anchor", "discount_percent", "coupon", "status")} == {
+        "subscription": "sub_1", "sku": "prod_TEAM", "quantity": "3", "unit_amount": "2000", "interval": "month",
+        "billing_anchor": "15", "discount_percent": "10", "coupon": "LAUNCH10", "status": "past_due"}
+    assert (rows["sub_2/si_a"]["interval"], rows["sub_2/si_b"]["interval"]) == ("month*3", "week")
+
+    tables, quarantined = ingested(_config(tmp_path / "run", stripe_api, "subscriptions"))
+    subs = {r["subscription_id"]: r for r in tables["subscriptions"]}
+    assert sorted(subs) == ["sub_1", "sub_2/si_a"]
+    assert (subs["sub_1"]["status"], subs["sub_1"]["contract_id"], subs["sub_1"]["unit_amount"]) == (
+        "active", "sub_1", 2000)
+    assert (subs["sub_2/si_a"]["interval"], subs["sub_2/si_a"]["contract_id"], str(subs["sub_2/si_a"]["end_date"])) \
+        == ("quarter", "sub_2", "2026-05-28")
+    (q,) = quarantined
+    assert (q["column_name"], q["reason"]) == ("interval", "record sub_2/si_b: unknown value 'week' (expected one "
+                                                           "of month, quarter, year)")
+
+
+def test_stripe_invoice_lines_read_every_page_in_both_api_shapes(tmp_path: Path, stripe_api: StripeServer) -> None:
+    from .vendor_servers import invoice_line, invoice_with_lines
+
+    start, end = 1_782_864_000, 1_785_542_400  # 2026-07-01 .. 2026-08-01
+    lines = [invoice_line(id="il_1", invoice="in_1", amount=6000, quantity=3, start=start, end=end, tax=600,
+                          discount=600),
+             invoice_line(id="il_2", invoice="in_1", amount=-1000, quantity=1, start=start + 86_400 * 10, end=end,
+                          proration=True),
+             invoice_line(id="il_3", invoice="in_1", amount=500, quantity=1, start=start, end=end, old_shape=True,
+                          product="prod_B", price="price_B", tax=50)]
+    inv = invoice_with_lines(id="in_1", created=start, lines=lines, embedded=1, status="paid", customer="cus_1",
+                             subscription="sub_1")
+    stripe_api.objects.update(invoices=[inv])
+    record, sink = pull_source(_config(tmp_path, stripe_api, "invoice_lines"), 0)
+    assert not sink.problems and any(r.startswith("/v1/invoices/in_1/lines") for r in stripe_api.requests)
+    rows = {r["id"]: r for r in _rows(tmp_path / "pulls/invoice_lines" / record.snapshot)}
+    assert [(r["id"], r["sku"], r["unit_amount"], r["discount"], r["tax"], r["proration"], r["kind"])
+            for r in rows.values()] == [("il_1", "prod_A", "2000", "600", "600", "false", None),
+                                        ("il_2", "prod_A", "-1000", "0", "0", "true", "proration"),
+                                        ("il_3", "prod_B", "500", "0", "50", "false", "recurring")]
+    tables, quarantined = ingested(_config(tmp_path / "run", stripe_api, "invoice_lines"))
+    assert not quarantined
+    got = sorted((r["invoice_id"], r["line_id"], r["amount"], str(r["period_start"]), str(r["period_end"]))
+                 for r in tables["invoice_lines"])
+    assert got == [("in_1", "il_1", 6000, "2026-07-01", "2026-08-01"), ("in_1", "il_2", -1000, "2026-07-11",
+                                                                        "2026-08-01"),
+                   ("in_1", "il_3", 500, "2026-07-01", "2026-08-01")]
+
+
+def test_stripe_bad_values_are_quarantined_naming_source_record_and_field(
+        tmp_path: Path, stripe_api: StripeServer) -> None:
+    from .vendor_servers import stripe_template
+
+    def inv(n: int, **fields: Any) -> dict[str, Any]:
+        i = stripe_template("invoice")
+        i.update(id=f"in_{n}", created=1_780_000_000 + n, status="paid", currency="usd", total=1000,
+                 period_start=1_780_000_000, period_end=1_782_000_000)
+        i.update(fields)
+        return i
+
+    stripe_api.objects.update(invoices=[
+        inv(1), inv(2, status="settled_elsewhere"), inv(3, period_start="2026-07-01 00:00:00 PST"),
+        inv(4, currency="eur"), inv(5, currency="xyz")])
+    tables, quarantined = ingested(_config(tmp_path, stripe_api, "invoices", currencies=["usd"]))
+    assert [r["invoice_id"] for r in tables["invoices"]] == ["in_1"]
+    assert sorted((q["source"], q["column_name"], q["reason"]) for q in quarantined) == [
+        ("stripe", "currency", "record in_4: required value is empty (currency 'eur' is not one the source "
+                                        "declares (usd))"),
+        ("stripe", "currency", "record in_5: required value is empty (currency 'xyz' is not one the source "
+                                        "declares (usd))"),
+        ("stripe", "period_start", "record in_3: '2026-07-01 00:00:00 PST' is not a date/time in a known format "
+                                   "(unix) (field 'period_start' is text with the time zone abbreviation 'PST', "
+                                   "which names no unique offset; the API sends Unix seconds)"),
+        ("stripe", "status", "record in_2: unknown value 'settled_elsewhere' (expected one of draft, open, "
+                                      "paid, void, uncollectible)"),
+    ]
+
+
+def test_run_full_refresh_pulls_every_connector_source_in_full(tmp_path: Path, stripe_api: StripeServer) -> None:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from tieout.cli import run_cli
+
+    stripe_api.objects.update(balance_transactions=[_txn(1, 1_780_000_000), _txn(2, 1_780_000_100)], payouts=[])
+    opts = {"api_key": KEY, "api_base": stripe_api.url, "metadata_keys": ["invoice_number"]}
+    (tmp_path / "tieout.yaml").write_text(f"""
+store: sqlite:///{tmp_path / 'store.db'}
+sources:
+  - name: stripe_balance
+    format: stripe_api.balance_transactions
+    path: pulls/balance
+    columns: {{invoice_ref: "payment_metadata[invoice_number]"}}
+    options: {json.dumps(opts)}
+""", encoding="utf-8")
+    modes = []
+    for extra in ([], ["--full-refresh"]):  # a second plain run is incremental (tested above)
+        stripe_api.requests.clear()
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            code = run_cli(["run", "-c", str(tmp_path / "tieout.yaml"), "--fail-on", "never", *extra])
+        assert code == ExitCode.CLEAN
+        pulled = [r for r in stripe_api.requests if r.startswith("/v1/balance_transactions?") and "payout=" not in r]
+        record = last_pull(tmp_path / "pulls/balance")
+        assert record is not None
+        modes.append((record.mode, any("created" in r for r in pulled)))
+    assert modes == [("full", False), ("full", False)]  # the cursor the first run stored is ignored
+
+
+def test_stripe_billing_streams_feed_the_billing_subscriptions_check(tmp_path: Path, stripe_api: StripeServer) -> None:
+    """Subscriptions, invoices and their lines from Stripe Billing are what `billing_subscriptions` reads:
+    a line billing the contracted quantity passes, one billing a seat more is a quantity_mismatch."""
+    from .vendor_servers import invoice_line, invoice_with_lines, subscription, subscription_item
+
+    july, aug, sep = 1_782_864_000, 1_785_542_400, 1_788_220_800
+    sub = subscription(id="sub_1", created=july, customer="cus_1", status="active",
+                       items=[subscription_item(id="si_1", subscription="sub_1", product="prod_TEAM", unit_amount=2000,
+                                                quantity=3)])
+    invoices = [invoice_with_lines(id=f"in_{n}", created=start, status="paid", customer="cus_1", subscription="sub_1",
+                                   currency="usd", subtotal=2000 * qty, total=2000 * qty, amount_paid=2000 * qty,
+                                   period_start=start, period_end=end,
+                                   lines=[invoice_line(id=f"il_{n}", invoice=f"in_{n}", amount=2000 * qty, quantity=qty,
+                                                       start=start, end=end, product="prod_TEAM")])
+                for n, start, end, qty in ((1, july, aug, 3), (2, aug, sep, 4))]
+    stripe_api.objects.update(subscriptions=[sub], invoices=invoices)
+    opts = json.dumps({"api_key": KEY, "api_base": stripe_api.url})
+    cfg = parse_config(f"""
+store: sqlite:///{tmp_path / 'store.db'}
+as_of: 2026-09-15
+sources:
+  - {{name: subs, format: stripe_api.subscriptions, path: pulls/subs, options: {opts}}}
+  - {{name: invoices, format: stripe_api.invoices, path: pulls/invoices, options: {opts}}}
+  - {{name: lines, format: stripe_api.invoice_lines, path: pulls/lines, options: {opts}}}
+""", tmp_path / "tieout.yaml")
+    result = run(cfg)
+    assert not result.quarantined and "billing_subscriptions" in result.checks_run
+    assert [(f.check, f.category, f.subject, f.expected, f.actual) for f in result.findings] == [
+        ("billing_subscriptions", "quantity_mismatch", "in_2/il_2", "3", "4")]

@@ -18,7 +18,7 @@ from tieout.sources.connectors import pull_source
 from tieout.sources.retry import ConnectorAuthError, ConnectorError
 from tieout.sources.snapshots import last_pull
 
-from .vendor_servers import ChargebeeServer, Fault, chargebee_server, chargebee_template
+from .vendor_servers import ChargebeeServer, Fault, chargebee_server, chargebee_template, ingested
 
 KEY = "test_cbPlantedKey_5f1e2d3c4b5a"
 
@@ -141,3 +141,93 @@ def test_faults_retry_then_report_and_401_stops(tmp_path: Path, cb: ChargebeeSer
     for secret in (KEY, "test_cbWrongKey_000000", base64.b64encode(f"{KEY}:".encode()).decode()):
         assert secret not in caplog.text
     assert "GET Request" in caplog.text  # the SDK's debug log was captured, and is clean
+
+
+def _subscription(sid: str, updated: int, **fields: Any) -> dict[str, Any]:
+    sub = chargebee_template("subscription")
+    sub.update(id=sid, customer_id=f"cus_{sid}", updated_at=updated, currency_code="USD", started_at=1_780_000_000,
+               subscription_items=[{"item_price_id": "basic-USD-monthly", "item_type": "plan", "quantity": 2,
+                                    "unit_price": 1500, "amount": 3000, "object": "subscription_item"}])
+    sub.update(fields)
+    return sub
+
+
+def test_subscriptions_are_one_row_per_recurring_item(tmp_path: Path, cb: ChargebeeServer) -> None:
+    items = [{"item_price_id": "pro-USD-quarterly", "item_type": "plan", "quantity": 5, "unit_price": 9000},
+             {"item_price_id": "seats-USD-quarterly", "item_type": "addon", "quantity": 3, "amount": 2700},
+             {"item_price_id": "setup-USD", "item_type": "charge", "quantity": 1, "unit_price": 10000}]
+    cb.objects["subscriptions"] = [
+        _subscription("s1", 1_780_000_001, coupons=[{"coupon_id": "WELCOME", "apply_till": 1_790_000_000}]),
+        _subscription("s2", 1_780_000_002, subscription_items=items, billing_period=3, status="cancelled",
+                      cancelled_at=1_785_000_000),
+        _subscription("s3", 1_780_000_003, status="in_trial", trial_end=1_781_000_000),
+        _subscription("pc1", 1_780_000_004, subscription_items=None, plan_id="basic", plan_quantity=1,  # catalog 1.0
+                      plan_unit_price=5000, addons=[{"id": "extra-seat", "quantity": 2, "unit_price": 700}])]
+    tables, quarantined = ingested(_config(tmp_path, cb, "subscriptions"))
+    assert not quarantined and any("sort_by%5Basc%5D=updated_at" in r for r in cb.requests)
+    subs = {r["subscription_id"]: r for r in tables["subscriptions"]}
+    assert sorted(subs) == ["pc1/basic", "pc1/extra-seat", "s1", "s2/pro-USD-quarterly", "s2/seats-USD-quarterly",
+                            "s3"]  # no one-time charge
+    assert (subs["pc1/extra-seat"]["contract_id"], subs["pc1/extra-seat"]["quantity"],
+            subs["pc1/extra-seat"]["unit_amount"]) == ("pc1", 2, 700)
+    s1 = subs["s1"]
+    assert (s1["contract_id"], s1["sku"], s1["quantity"], s1["unit_amount"], s1["interval"], s1["status"],
+            s1["coupon"], str(s1["discount_end"])) == ("s1", "basic-USD-monthly", 2, 1500, "month", "active",
+                                                       "WELCOME", "2026-09-21")
+    seats = subs["s2/seats-USD-quarterly"]
+    assert (seats["contract_id"], seats["unit_amount"], seats["interval"], seats["status"], str(seats["end_date"])) \
+        == ("s2", 900, "quarter", "canceled", "2026-07-25")
+    assert (subs["s3"]["status"], str(subs["s3"]["trial_end"])) == ("trialing", "2026-06-09")
+
+
+def test_credit_notes_are_negative_invoices(tmp_path: Path, cb: ChargebeeServer) -> None:
+    from .vendor_servers import chargebee_credit_note
+
+    cb.objects["credit_notes"] = [
+        chargebee_credit_note(id="CN-1", updated=1_780_000_001, status="adjusted", total=500, allocated=500),
+        chargebee_credit_note(id="CN-2", updated=1_780_000_002, status="refund_due", total=1200, refunded=200)]
+    tables, quarantined = ingested(_config(tmp_path, cb, "credit_notes"))
+    assert not quarantined and any("sort_by%5Basc%5D=date" in r for r in cb.requests)
+    got = {r["invoice_id"]: (r["status"], r["subtotal"], r["total"], r["amount_paid"], r["currency"])
+           for r in tables["invoices"]}
+    assert got == {"CN-1": ("paid", -500, -500, -500, "USD"), "CN-2": ("open", -1200, -1200, -200, "USD")}
+
+
+def test_bad_values_are_quarantined_naming_source_record_and_field(tmp_path: Path, cb: ChargebeeServer) -> None:
+    cb.objects["subscriptions"] = [
+        _subscription("ok", 1_780_000_001), _subscription("odd", 1_780_000_002, status="suspended_by_robot"),
+        _subscription("tz", 1_780_000_003, started_at="2026-07-01 10:00:00 CEST"),
+        _subscription("gbp", 1_780_000_004, currency_code="GBP"),
+        _subscription("wk", 1_780_000_005, billing_period_unit="week")]
+    tables, quarantined = ingested(_config(tmp_path, cb, "subscriptions", currencies=["USD", "EUR"]))
+    assert [r["subscription_id"] for r in tables["subscriptions"]] == ["ok"]
+    assert sorted((q["source"], q["column_name"], q["reason"]) for q in quarantined) == [
+        ("chargebee", "currency", "record gbp: required value is empty (currency 'GBP' is not one the source "
+                                  "declares (USD, EUR))"),
+        ("chargebee", "interval", "record wk: unknown value 'week' (expected one of month, quarter, year)"),
+        ("chargebee", "start_date", "record tz: '2026-07-01 10:00:00 CEST' is not a date/time in a known format "
+                                    "(unix) (field 'started_at' is text with the time zone abbreviation 'CEST', "
+                                    "which names no unique offset; the API sends Unix seconds)"),
+        ("chargebee", "status", "record odd: unknown value 'suspended_by_robot' (expected one of active, trialing, "
+                                "paused, canceled)"),
+    ]
+
+
+def test_invoice_lines_come_from_each_invoices_line_items(tmp_path: Path, cb: ChargebeeServer) -> None:
+    inv = _invoice(1, 1_780_000_000)
+    term = {"date_from": 1_782_864_000, "date_to": 1_785_542_399}  # 2026-07-01 .. 2026-07-31 23:59:59
+    (template, _) = inv["line_items"]
+    inv["line_items"] = [
+        {**template, **term, "id": "li_1", "entity_id": "basic-USD-monthly", "entity_type": "plan_item_price",
+         "quantity": 3, "unit_amount": 1000, "amount": 3000, "discount_amount": 300, "tax_amount": 270},
+        {**template, "id": "li_2"}]  # Chargebee's own example line: a one-time charge, date_from == date_to
+    cb.objects["invoices"] = [inv]
+    tables, quarantined = ingested(_config(tmp_path, cb, "invoice_lines"))
+    assert not quarantined
+    lines = {r["line_id"]: r for r in tables["invoice_lines"]}
+    first = lines["li_1"]
+    assert (first["invoice_id"], first["sku"], first["quantity"], first["unit_amount"], first["amount"],
+            first["discount"], first["tax"], first["currency"], str(first["period_start"]),
+            str(first["period_end"])) == ("inv_1", "basic-USD-monthly", 3, 1000, 3000, 300, 270, "USD", "2026-07-01",
+                                          "2026-08-01")
+    assert (lines["li_2"]["sku"], lines["li_2"]["amount"]) == ("ssl-charge-USD", 2000)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pytest_httpserver import HTTPServer, URIPattern
 from werkzeug import Request, Response
 
+from tieout.config import Config
 from tieout.money import CURRENCY_EXPONENTS
 
 SAMPLES = Path("/work/shared/samples")
@@ -87,17 +88,33 @@ class StripeServer(VendorServer):
         fault = self.queued_fault(resource)
         if fault is not None:
             return fault
-        if resource not in self.objects:
+        nested = self._invoice_lines(resource)
+        if resource not in self.objects and nested is None:
             return _json({"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL "
                                     f"(GET: /v1/{resource})"}}, 404)
-        return _json(self._list(resource, request.args))
+        return _json(self._list(resource, request.args, nested))
 
-    def _list(self, resource: str, args: Any) -> dict[str, Any]:
-        items = sorted(self.objects[resource], key=lambda o: (o["created"], o["id"]), reverse=True)
+    def _invoice_lines(self, resource: str) -> list[dict[str, Any]] | None:
+        """`invoices/<id>/lines`: every line of the invoice (its `_lines`, else the embedded page), in order."""
+        parts = resource.split("/")
+        if len(parts) != 3 or parts[0] != "invoices" or parts[2] != "lines":
+            return None
+        for inv in self.objects.get("invoices", []):
+            if inv["id"] == parts[1]:
+                return list(inv.get("_lines") or inv["lines"]["data"])
+        return None
+
+    def _list(self, resource: str, args: Any, nested: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        if nested is not None:
+            items = nested  # a sub-list keeps its own order and has no `created`
+        else:
+            items = sorted(self.objects[resource], key=lambda o: (o["created"], o["id"]), reverse=True)
         if "created[gte]" in args:
             items = [o for o in items if o["created"] >= int(args["created[gte]"])]
         if "payout" in args:
             items = [o for o in items if o.get("_payout") == args["payout"]]
+        if "subscription" in args:
+            items = [o for o in items if o.get("subscription") == args["subscription"]]
         if "starting_after" in args:
             ids = [o["id"] for o in items]
             items = items[ids.index(args["starting_after"]) + 1:]
@@ -154,6 +171,24 @@ def stripe_server(api_key: str) -> contextlib.AbstractContextManager[StripeServe
     return _serve("/v1/", lambda http: StripeServer(http, api_key))
 
 
+def ingested(cfg: Config) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Pull (connector sources), read and quality-gate like a run: (accepted rows per canonical table,
+    quarantined rows, with connector record ids in their reasons)."""
+    from tieout.engines import create_engine
+    from tieout.pipeline import ingest
+    from tieout.sources.connectors import pull_connectors
+
+    pulled = pull_connectors(cfg)
+    engine = create_engine("duckdb")
+    try:
+        tables, _, quarantined, inputs = ingest(pulled.config, engine, lambda _m: None)
+        rows = {name: t.to_pyarrow().to_pylist() for name, t in tables.items()}
+    finally:
+        engine.close()
+    pulled.annotate(inputs, quarantined)
+    return rows, quarantined
+
+
 # --- objects ----------------------------------------------------------------------------------------
 
 
@@ -186,6 +221,71 @@ def charge(*, id: str, created: int, currency: str, amount: int, customer: str |
               failure_code="card_declined" if status == "failed" else None,
               failure_message="Your card was declined." if status == "failed" else None)
     return ch
+
+
+def subscription_item(*, id: str, subscription: str, product: str, unit_amount: int, quantity: int,
+                      currency: str = "usd", interval: str = "month", interval_count: int = 1) -> dict[str, Any]:
+    item = stripe_template("subscription_item")
+    price = item["price"]
+    price.update(id=f"price_{id}", product=product, unit_amount=unit_amount, unit_amount_decimal=str(unit_amount),
+                 currency=currency, lookup_key=f"{product}-{interval}")
+    price["recurring"].update(interval=interval, interval_count=interval_count)
+    item.update(id=id, subscription=subscription, quantity=quantity)
+    return item
+
+
+def subscription(*, id: str, created: int, customer: str, status: str, items: list[dict[str, Any]],
+                 embedded: int | None = None, **fields: Any) -> dict[str, Any]:
+    """A subscription whose `items` list embeds the first `embedded` items (all by default); the rest
+    are served by `subscription_items?subscription=`."""
+    sub = stripe_template("subscription")
+    shown = items[:embedded] if embedded is not None else items
+    sub.update(id=id, created=created, customer=customer, status=status, start_date=created,
+               billing_cycle_anchor=created, ended_at=None, cancel_at=None, canceled_at=None, trial_end=None,
+               discounts=[], currency=items[0]["price"]["currency"] if items else "usd")
+    sub.update(fields)
+    sub["items"] = {"object": "list", "data": shown, "has_more": len(shown) < len(items),
+                    "url": f"/v1/subscription_items?subscription={id}"}
+    return sub
+
+
+def invoice_with_lines(*, id: str, created: int, lines: list[dict[str, Any]], embedded: int | None = None,
+                       **fields: Any) -> dict[str, Any]:
+    """An invoice embedding its first `embedded` lines; `invoices/<id>/lines` serves them all."""
+    inv = stripe_template("invoice")
+    shown = lines[:embedded] if embedded is not None else lines
+    inv.update(id=id, created=created)
+    inv.update(fields)
+    inv["lines"] = {"object": "list", "data": shown, "has_more": len(shown) < len(lines),
+                    "url": f"/v1/invoices/{id}/lines"}
+    inv["_lines"] = lines
+    return inv
+
+
+def invoice_line(*, id: str, invoice: str, amount: int, quantity: int, start: int, end: int,
+                 old_shape: bool = False, proration: bool = False, product: str = "prod_A", price: str = "price_A",
+                 unit_amount: int | None = None, discount: int = 0, tax: int = 0,
+                 currency: str = "usd") -> dict[str, Any]:
+    """A line item in the current API shape (`pricing.price_details`, `parent`, `taxes`) or, with
+    `old_shape`, the pre-2025 one (`price`, `proration`, `tax_amounts`)."""
+    line = stripe_template("line_item")
+    line.update(id=id, invoice=invoice, amount=amount, quantity=quantity, currency=currency,
+                period={"start": start, "end": end},
+                discount_amounts=[{"amount": discount, "discount": "di_1"}] if discount else [])
+    unit = unit_amount if unit_amount is not None else amount // quantity
+    if old_shape:
+        for k in ("pricing", "parent", "taxes"):
+            line.pop(k, None)
+        line.update(price={**stripe_template("price"), "id": price, "product": product, "unit_amount": unit},
+                    proration=proration, tax_amounts=[{"amount": tax, "inclusive": False}] if tax else [])
+    else:
+        line["pricing"] = {"type": "price_details", "price_details": {"price": price, "product": product},
+                           "unit_amount_decimal": f"{unit}.000000000000"}
+        line["parent"] = {"type": "subscription_item_details", "invoice_item_details": None,
+                          "subscription_item_details": {"proration": proration, "subscription": "sub_1",
+                                                        "subscription_item": "si_1", "invoice_item": None}}
+        line["taxes"] = [{"amount": tax, "type": "tax_rate_details"}] if tax else []
+    return line
 
 
 def demo_stripe_objects(workspace: Path) -> dict[str, list[dict[str, Any]]]:
@@ -293,9 +393,31 @@ CHARGEBEE_SAMPLES = SAMPLES / "chargebee"
 
 
 def chargebee_template(kind: str) -> dict[str, Any]:
-    """Chargebee's own example `invoice` or `transaction` (its Java SDK's test fixtures)."""
+    """Chargebee's own example `invoice` or `transaction` (its Java SDK's test fixtures); a `subscription`
+    comes from its example event's content."""
+    if kind == "subscription":
+        data = json.loads((CHARGEBEE_SAMPLES / "chargebee-java__events.json").read_text(encoding="utf-8"))
+        return copy.deepcopy(data["event"]["content"]["subscription"])  # type: ignore[no-any-return]
     data = json.loads((CHARGEBEE_SAMPLES / f"chargebee-java__{kind}.json").read_text(encoding="utf-8"))
     return copy.deepcopy(data.get(kind, data))
+
+
+def chargebee_credit_note(*, id: str, updated: int, status: str, total: int, currency: str = "USD",
+                          allocated: int = 0, refunded: int = 0, invoice: str = "inv_1") -> dict[str, Any]:
+    """A credit note in the shape Chargebee's API reference documents (the samples hold none)."""
+    return {"id": id, "object": "credit_note", "customer_id": "cus_1", "subscription_id": "sub_1",
+            "reference_invoice_id": invoice, "type": "refundable" if refunded else "adjustment",
+            "reason_code": "product_unsatisfactory", "status": status, "price_type": "tax_exclusive",
+            "date": updated - 100, "updated_at": updated, "currency_code": currency, "sub_total": total, "total": total,
+            "amount_allocated": allocated, "amount_refunded": refunded,
+            "amount_available": total - allocated - refunded, "discounts": [], "tax": 0, "deleted": False,
+            "linked_refunds": [{"txn_id": "txn_r1", "applied_amount": refunded, "applied_at": updated,
+                                "txn_status": "success", "txn_date": updated, "txn_amount": refunded}]
+            if refunded else [],
+            "line_items": [{"id": f"li_{id}", "date_from": updated - 86_400 * 30, "date_to": updated,
+                            "unit_amount": total, "quantity": 1, "amount": total, "is_taxed": False,
+                            "tax_amount": 0, "discount_amount": 0, "entity_type": "plan_item_price",
+                            "entity_id": "basic-USD-monthly", "description": "Basic", "pricing_model": "flat_fee"}]}
 
 
 @dataclass
@@ -323,7 +445,10 @@ class ChargebeeServer(VendorServer):
         start = int(request.args.get("offset", "0"))
         limit = int(request.args.get("limit", "10"))
         page = items[start:start + limit]
-        body: dict[str, Any] = {"list": [{kind: o} for o in page]}
+        # A subscription comes with its customer, as the list subscriptions endpoint documents.
+        extra = (lambda o: {"customer": {"id": o["customer_id"], "object": "customer"}}) \
+            if kind == "subscription" else (lambda o: {})
+        body: dict[str, Any] = {"list": [{kind: o, **extra(o)} for o in page]}
         if start + limit < len(items):
             body["next_offset"] = str(start + limit)
         return _json(body)

@@ -149,10 +149,12 @@ def _read_error(exc: Exception, files: list[InputFile]) -> Exception:
 
 
 def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,
-        shadow: Sequence[str] = (), notify: bool = True, actor: str = "tieout") -> RunResult:
+        shadow: Sequence[str] = (), notify: bool = True, actor: str = "tieout",
+        full_refresh: bool = False) -> RunResult:
     """Run every enabled check and rule on the configured sources and record the results in the store (one
     transaction, under the store's run lock), then send the notices it queued. `shadow` rules run too, but
-    their findings are only compared with the active version's: never stored, routed or notified."""
+    their findings are only compared with the active version's: never stored, routed or notified.
+    `full_refresh` pulls every connector source in full instead of from its cursor."""
     say = progress or (lambda _msg: None)
     rules = load_rules(cfg, shadow)
     for name, check in rules.checks.items():
@@ -167,7 +169,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
     try:
         with st.run_lock():
             t0 = time.perf_counter()
-            pulled = pull_connectors(cfg, say)  # connector sources: pull, snapshot, then read like files
+            # connector sources: pull, snapshot, then read like files
+            pulled = pull_connectors(cfg, say, full_refresh=full_refresh)
             tables, counts, quarantined, inputs = ingest(pulled.config, engine, say)
             pulled.annotate(inputs, quarantined)
             links, resolution = link_entities(cfg, engine, tables, st)  # entity resolution (tieout.links)

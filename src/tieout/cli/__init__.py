@@ -179,11 +179,11 @@ def findings_at_or_above(findings: Sequence[Finding], fail_on: str) -> list[Find
     return [f for f in findings if SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[fail_on]]
 
 
-def _run_pipeline(cfg: Config, shadow: Sequence[str] = ()) -> RunResult:
+def _run_pipeline(cfg: Config, shadow: Sequence[str] = (), full_refresh: bool = False) -> RunResult:
     from tieout.pipeline import run
 
     with _err().status("reading sources…") as status:
-        return run(cfg, progress=lambda msg: status.update(Text(msg)), shadow=shadow)
+        return run(cfg, progress=lambda msg: status.update(Text(msg)), shadow=shadow, full_refresh=full_refresh)
 
 
 def report_notices(sent: DispatchReport, out: Console) -> None:
@@ -194,11 +194,12 @@ def report_notices(sent: DispatchReport, out: Console) -> None:
         _err().print(Text(e, style="bold red"), soft_wrap=True)
 
 
-def _run_and_report(cfg: Config, fail_on: str, shadow: Sequence[str] = ()) -> tuple[RunResult, int]:
+def _run_and_report(cfg: Config, fail_on: str, shadow: Sequence[str] = (),
+                    full_refresh: bool = False) -> tuple[RunResult, int]:
     """Run like `tieout run` and render the result; returns it with the exit code for `fail_on`
     (2 when a rule failed: the other checks ran and their findings are recorded)."""
     out = _out()
-    result = _run_pipeline(cfg, shadow)
+    result = _run_pipeline(cfg, shadow, full_refresh)
     render_run(result, out)
     if result.notifications is not None:
         report_notices(result.notifications, out)
@@ -284,12 +285,14 @@ def run_cmd(
                                           "(default: fail_on in the config)."),
     shadow: list[str] = typer.Option([], "--shadow", help="Run this rule in shadow mode: compare its findings "
                                      "with the active version's, store and notify nothing (repeatable)."),
+    full_refresh: bool = typer.Option(False, "--full-refresh", help="Pull every connector source in full "
+                                      "(not only new or changed records) before the run; pinned snapshots stay."),
 ) -> None:
     """Run every enabled check on the configured sources; exit 1 on findings at or above fail_on."""
     from tieout.config import load_config
 
     cfg = load_config(config)
-    _, code = _run_and_report(cfg, fail_on.value if fail_on else cfg.fail_on, shadow)
+    _, code = _run_and_report(cfg, fail_on.value if fail_on else cfg.fail_on, shadow, full_refresh)
     raise typer.Exit(code)
 
 

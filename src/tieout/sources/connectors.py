@@ -9,9 +9,10 @@ disk, merge, snapshot, cursor out. It never parses values and never renders anyt
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,52 @@ class PullContext:
 
     def enough(self) -> bool:
         return self.limit is not None and self.sink.rows(MAIN) >= self.limit
+
+
+_TZ_ABBREVIATION = re.compile(r"\s([A-Za-z]{2,5})$")
+_FLAGGED: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # id(stream) -> (time columns, currency columns)
+
+
+def _flagged_columns(stream: Stream) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The stream's source columns mapped onto canonical times (when it sends Unix seconds) and currencies."""
+    found = _FLAGGED.get(id(stream))
+    if found is None:
+        from tieout.model import TABLES, Kind
+
+        table = TABLES[stream.table] if stream.table else None
+        kinds = {c.name: c.kind for c in table.columns} if table else {}
+        mapped = [(kinds[k], v) for k, v in stream.columns.items() if isinstance(v, str) and k in kinds]
+        unix = stream.date_formats == ("unix",)
+        found = (tuple(v for kind, v in mapped if unix and kind in (Kind.TIMESTAMP, Kind.DATE)),
+                 tuple(v for kind, v in mapped if kind is Kind.CURRENCY))
+        _FLAGGED[id(stream)] = found
+    return found
+
+
+def flag_row(ctx: PullContext, row: dict[str, Any], declared_currencies: Sequence[str] = ()) -> None:
+    """Name in advance what normalization will refuse in a row of an API that sends Unix seconds, so the
+    quarantine says why: a time field holding text (a time zone abbreviation named), and a currency the
+    source does not declare (emptied here, so the row is quarantined rather than read in that currency)."""
+    stream = ctx.stream
+    if stream.record_id is None:
+        return
+    times, currencies = _flagged_columns(stream)
+    rid = str(row.get(stream.record_id) or "?")
+    for column in times:
+        value = row.get(column)
+        if isinstance(value, str) and not value.lstrip("-").isdigit():
+            zone = _TZ_ABBREVIATION.search(value.strip())
+            why = f" with the time zone abbreviation '{zone.group(1)}', which names no unique offset" if zone else ""
+            ctx.sink.problem(rid, column, f"field '{column}' is text{why}; the API sends Unix seconds")
+    if not declared_currencies:
+        return
+    declared = {c.lower() for c in declared_currencies}
+    for column in currencies:
+        value = row.get(column)
+        if isinstance(value, str) and value.lower() not in declared:
+            ctx.sink.problem(rid, column, f"currency '{value}' is not one the source declares "
+                             f"({', '.join(declared_currencies)})")
+            row[column] = None
 
 
 class Connector:
@@ -305,9 +352,11 @@ def _record_ids(path: Path, column: str | None) -> list[str | None] | None:
         return None
 
 
-def pull_connectors(cfg: Config, progress: Callable[[str], None] | None = None) -> ConnectorInputs:
+def pull_connectors(cfg: Config, progress: Callable[[str], None] | None = None, *,
+                    full_refresh: bool = False) -> ConnectorInputs:
     """Pull every connector source (or take its pinned snapshot) before ingest; file sources pass
-    through unchanged. The returned config reads each connector source from its snapshot."""
+    through unchanged. The returned config reads each connector source from its snapshot.
+    `full_refresh`: pull everything, not only what changed since each cursor (a pin still wins)."""
     say = progress or (lambda _msg: None)
     sources: list[SourceConfig] = []
     snapshots: dict[str, tuple[SourceConfig, PullRecord, Path]] = {}
@@ -319,8 +368,8 @@ def pull_connectors(cfg: Config, progress: Callable[[str], None] | None = None) 
         if opts.snapshot:
             record = pinned_snapshot(cfg, i, opts.snapshot)
         else:
-            say(f"pulling {src.name}")
-            record, _ = pull_source(cfg, i)
+            say(f"pulling {src.name}" + (" (full refresh)" if full_refresh else ""))
+            record, _ = pull_source(cfg, i, full_refresh=full_refresh)
         path = source_directory(cfg, src) / record.snapshot
         try:
             shown = str(path.relative_to(cfg.root))
@@ -332,7 +381,8 @@ def pull_connectors(cfg: Config, progress: Callable[[str], None] | None = None) 
 
 
 __all__ = ["CONNECTORS", "CONNECTOR_FORMATS", "FORMATS", "Connector", "ConnectorInputs", "ConnectorOptions",
-           "PullContext", "Stream", "connector_options", "pull_connectors", "pull_source", "register_connector"]
+           "PullContext", "Stream", "connector_options", "flag_row", "pull_connectors", "pull_source",
+           "register_connector"]
 
 
 def reference_markdown() -> str:

@@ -2,23 +2,41 @@
 
 Streams: balance transactions (the API twin of the itemized balance report: source expanded for
 customer, invoice and metadata; payout links from `balance_transactions?payout=`), failed charges,
-payouts, customers and invoices (Stripe Billing). Amounts stay in minor units, times in Unix
-seconds; normalization parses them. The SDK's own retries are off: `retry.RetryPolicy` decides.
+payouts, customers, and Stripe Billing's invoices, invoice lines and subscriptions (one row per
+subscription item). Amounts stay in minor units, times in Unix seconds; normalization parses them.
+The SDK's own retries are off: `retry.RetryPolicy` decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from tieout.sources.connectors import MAIN, Connector, ConnectorOptions, PullContext, Stream, register_connector
+from tieout.sources.connectors import (
+    MAIN,
+    Connector,
+    ConnectorOptions,
+    PullContext,
+    Stream,
+    flag_row,
+    register_connector,
+)
 from tieout.sources.retry import AuthFailure, ConnectorError, Refused, TransientError, retry_after_seconds
 from tieout.sources.stripe import BALANCE_CATEGORIES, PAYMENT_STATUSES
 
 DAY = 86_400
+# Stripe subscription statuses onto the canonical ones: past_due and unpaid still bill each period;
+# incomplete has not started (its first payment is pending), incomplete_expired never will.
+SUBSCRIPTION_STATUSES = {"active": "active", "trialing": "trialing", "past_due": "active", "unpaid": "active",
+                         "paused": "paused", "canceled": "canceled", "incomplete": "paused",
+                         "incomplete_expired": "canceled"}
+# `recurring.interval` x `interval_count`; any other pair (a week, two months) is quarantined by name.
+INTERVALS = {"month": "month", "month*3": "quarter", "year": "year", "month*12": "year"}
 
 
 class StripeOptions(ConnectorOptions):
@@ -33,6 +51,11 @@ class StripeOptions(ConnectorOptions):
     lookback_days: int = Field(0, ge=0, description="Re-read objects created this many days before the cursor, "
                                "to catch ones that changed (a payout paid, an invoice settled).")
     page_size: int = Field(100, ge=1, le=100, description="Objects per page (Stripe allows at most 100).")
+    sku_from: Literal["product", "price", "lookup_key"] = Field(
+        "product", description="What an invoice line's or subscription item's `sku` is: the price's product "
+        "id, the price id, or the price's lookup_key.")
+    currencies: list[str] = Field(default_factory=list, description="Currencies this account declares "
+                                  "(e.g. [usd, eur]); a record in any other is quarantined, naming it. Empty: any.")
 
 
 def _translate(what: Callable[[], Any]) -> Any:
@@ -102,12 +125,18 @@ PAYOUT_COLUMNS = ("id", "created", "arrival_date", "amount", "currency", "status
 CUSTOMER_COLUMNS = ("id", "created", "name", "email", "delinquent")
 INVOICE_COLUMNS = ("id", "number", "created", "customer", "subscription", "status", "period_start", "period_end",
                    "currency", "subtotal", "discount", "tax", "total", "amount_paid")
+LINE_COLUMNS = ("invoice", "id", "created", "sku", "price", "product", "quantity", "unit_amount", "amount",
+                "discount", "tax", "currency", "period_start", "period_end", "proration", "kind",
+                "subscription", "subscription_item")
+SUBSCRIPTION_COLUMNS = ("id", "subscription", "item", "created", "customer", "status", "sku", "price", "product",
+                        "quantity", "unit_amount", "currency", "interval", "start_date", "end_date",
+                        "billing_anchor", "trial_end", "discount_percent", "discount_end", "coupon")
 
 
 class StripeConnector(Connector):
     name = "stripe_api"
     doc = ("Stripe API through the official SDK: balance transactions, failed charges, payouts, customers, "
-           "invoices. Minor units, Unix timestamps.")
+           "and Stripe Billing's invoices, invoice lines and subscriptions. Minor units, Unix timestamps.")
     options_model = StripeOptions
     streams: ClassVar[Mapping[str, Stream]] = {s.name: s for s in (
         Stream("balance_transactions", "balance transactions with their charge, customer, invoice, metadata and "
@@ -135,6 +164,28 @@ class StripeConnector(Connector):
                         "status": "status", "issued_at": "created", "period_start": "period_start",
                         "period_end": "period_end", "currency": "currency", "subtotal": "subtotal",
                         "discount": "discount", "tax": "tax", "total": "total", "amount_paid": "amount_paid"}),
+        Stream("invoice_lines", "the lines of every invoice (the embedded first page, the rest from "
+               "`invoices/{id}/lines`); sku per `sku_from`; discount and tax summed from discount_amounts and "
+               "taxes (tax_amounts on older API versions); an invoice read again replaces all its lines.",
+               "invoice_lines", "id", key=("invoice",),
+               columns={"invoice_id": "invoice", "line_id": "id", "sku": "sku", "quantity": "quantity",
+                        "unit_amount": "unit_amount", "amount": "amount", "discount": "discount", "tax": "tax",
+                        "currency": "currency", "period_start": "period_start", "period_end": "period_end",
+                        "proration": "proration", "kind": "kind"}),
+        Stream("subscriptions", "subscriptions of every status (`status=all`), one row per item: the "
+               "subscription id when it has one item, `sub_.../si_...` when several (contract_id is the "
+               "subscription either way); interval from recurring.interval x interval_count (month, 3 months "
+               "= quarter, year); statuses mapped (past_due, unpaid -> active; incomplete -> paused; "
+               "incomplete_expired -> canceled); end_date = ended_at, else cancel_at; the first percent-off "
+               "discount as discount_percent/discount_end/coupon; billing_anchor = billing_cycle_anchor's day "
+               "(UTC). A subscription read again replaces all its items.",
+               "subscriptions", "id", key=("subscription",),
+               columns={"subscription_id": "id", "contract_id": "subscription", "customer_id": "customer",
+                        "sku": "sku", "quantity": "quantity", "unit_amount": "unit_amount", "currency": "currency",
+                        "interval": "interval", "start_date": "start_date", "end_date": "end_date",
+                        "status": "status", "billing_anchor": "billing_anchor", "trial_end": "trial_end",
+                        "discount_percent": "discount_percent", "discount_end": "discount_end", "coupon": "coupon"},
+               value_maps={"status": SUBSCRIPTION_STATUSES, "interval": INTERVALS}),
     )}
 
     # --- calls ---------------------------------------------------------------------------------
@@ -191,14 +242,16 @@ class StripeConnector(Connector):
     def pull(self, ctx: PullContext) -> dict[str, Any]:
         client = self._client(ctx.options)
         pull = {"balance_transactions": self._balance, "failed_charges": self._failed_charges,
-                "payouts": self._payouts, "customers": self._customers, "invoices": self._invoices}
+                "payouts": self._payouts, "customers": self._customers, "invoices": self._invoices,
+                "invoice_lines": self._invoice_lines, "subscriptions": self._subscriptions}
         return pull[ctx.stream.name](ctx, client)
 
     def _simple(self, ctx: PullContext, client: Any, res: _Resource, columns: Sequence[str],
-                row: Callable[[_Fields], dict[str, Any] | None]) -> dict[str, Any]:
+                row: Callable[[_Fields], dict[str, Any] | list[dict[str, Any]] | None],
+                params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx.sink.columns(MAIN, columns)
         newest = ctx.cursor.get("created") if ctx.cursor else None
-        for page in self._pages(ctx, client, res, self._created_filter(ctx, "created")):
+        for page in self._pages(ctx, client, res, {**(params or {}), **self._created_filter(ctx, "created")}):
             rows = []
             for obj in page:
                 f = _Fields(ctx, obj, res.kind)
@@ -206,8 +259,12 @@ class StripeConnector(Connector):
                 if isinstance(created, int):
                     newest = created if newest is None else max(int(newest), created)
                 r = row(f)
-                if r is not None:
+                if isinstance(r, list):
+                    rows.extend(r)
+                elif r is not None:
                     rows.append(r)
+            for r in rows:
+                flag_row(ctx, r, ctx.options.currencies)
             ctx.sink.write(MAIN, rows)
         return {"created": newest}
 
@@ -254,7 +311,7 @@ class StripeConnector(Connector):
             taxes = r.get("total_taxes") or []
             tax = r["tax"] if "tax" in r else sum(int(t.get("amount") or 0) for t in taxes)
             return {"id": f.need("id"), "number": f.get("number"), "created": f.need("created"),
-                    "customer": f.need("customer"), "subscription": f.get("subscription"),
+                    "customer": f.need("customer"), "subscription": _invoice_subscription(r),
                     "status": f.need("status"), "period_start": f.get("period_start"),
                     "period_end": f.get("period_end"), "currency": f.need("currency"),
                     "subtotal": f.get("subtotal"), "discount": sum(int(d.get("amount") or 0) for d in discounts),
@@ -263,6 +320,91 @@ class StripeConnector(Connector):
 
         return self._simple(ctx, client, _Resource("invoices", "invoice"),
                             [*INVOICE_COLUMNS, *_meta_columns(keys, "metadata")], row)
+
+    def _invoice_lines(self, ctx: PullContext, client: Any) -> dict[str, Any]:
+        def rows(f: _Fields) -> list[dict[str, Any]]:
+            invoice = f.need("id")
+            lines = f.record.get("lines")
+            if not isinstance(lines, dict) or not isinstance(lines.get("data"), list):
+                f.need("lines")  # named as missing: the invoice's lines cannot be read
+                return []
+            data: list[dict[str, Any]] = [ln for ln in lines["data"] if isinstance(ln, dict)]
+            if lines.get("has_more"):  # the embedded list is a first page: read them all
+                data = [ln for page in self._pages(ctx, client, _Resource(f"invoices/{invoice}/lines",
+                                                                          "invoice line"), {}) for ln in page]
+            return [self._line_row(ctx, f, ln) for ln in data]
+
+        return self._simple(ctx, client, _Resource("invoices", "invoice"), LINE_COLUMNS, rows)
+
+    def _line_row(self, ctx: PullContext, inv: _Fields, line: dict[str, Any]) -> dict[str, Any]:
+        f = _Fields(ctx, line, "invoice line")
+        price, product = _line_price(line)
+        parent = _obj(line.get("parent"))
+        details = _obj(parent.get("subscription_item_details") or parent.get("invoice_item_details"))
+        proration = line.get("proration", details.get("proration"))
+        quantity = f.need("quantity")
+        amount = f.need("amount")
+        unit = _unit_amount(line, price, quantity, amount)
+        taxes = line.get("taxes") if line.get("taxes") is not None else line.get("tax_amounts")
+        recurring = price.get("recurring") if isinstance(price, dict) else None
+        kind = ("proration" if proration else "usage" if isinstance(recurring, dict)
+                and recurring.get("usage_type") == "metered" else "recurring" if recurring else None)
+        period = _obj(line.get("period"))
+        if not period:
+            f.need("period")
+        return {"invoice": inv.rid, "id": f.need("id"), "created": inv.record.get("created"),
+                "sku": _sku(ctx, price, product), "price": price.get("id") if isinstance(price, dict) else price,
+                "product": product, "quantity": quantity, "unit_amount": unit, "amount": amount,
+                "discount": sum(int(d.get("amount") or 0) for d in line.get("discount_amounts") or []
+                                if isinstance(d, dict)),
+                "tax": None if taxes is None else sum(int(t.get("amount") or 0) for t in taxes if isinstance(t, dict)),
+                "currency": f.need("currency"), "period_start": period.get("start"),
+                "period_end": period.get("end"), "proration": proration, "kind": kind,
+                "subscription": _id(line.get("subscription") or details.get("subscription")),
+                "subscription_item": _id(line.get("subscription_item") or details.get("subscription_item"))}
+
+    def _subscriptions(self, ctx: PullContext, client: Any) -> dict[str, Any]:
+        def rows(f: _Fields) -> list[dict[str, Any]]:
+            sub = f.need("id")
+            items = f.record.get("items")
+            if not isinstance(items, dict) or not isinstance(items.get("data"), list):
+                f.need("items")
+                return []
+            data: list[dict[str, Any]] = [i for i in items["data"] if isinstance(i, dict)]
+            if items.get("has_more"):
+                data = [i for page in self._pages(ctx, client, _Resource("subscription_items", "subscription item"),
+                                                  {"subscription": sub}) for i in page]
+            return [self._item_row(ctx, f, item, len(data)) for item in data]
+
+        return self._simple(ctx, client, _Resource("subscriptions", "subscription", expand=("discounts",)),
+                            SUBSCRIPTION_COLUMNS, rows, {"status": "all"})
+
+    def _item_row(self, ctx: PullContext, sub: _Fields, item: dict[str, Any], items: int) -> dict[str, Any]:
+        f = _Fields(ctx, item, "subscription item")
+        f.rid = sub.rid if items == 1 else f"{sub.rid}/{f.rid}"  # as the row's id: problems name the row
+        head = _Fields(ctx, sub.record, "subscription")
+        head.rid = f.rid
+        price = _obj(item.get("price"))
+        if not price:
+            f.need("price")
+        recurring = _obj(price.get("recurring"))
+        every, count = recurring.get("interval"), recurring.get("interval_count") or 1
+        interval = None if every is None else every if count == 1 else f"{every}*{count}"
+        r = sub.record
+        percent, discount_end, coupon = _percent_discount(r)
+        anchor = r.get("billing_cycle_anchor")
+        return {"id": f.rid, "subscription": sub.rid, "item": item.get("id"),
+                "created": r.get("created"), "customer": head.need("customer"), "status": head.need("status"),
+                "sku": _sku(ctx, price, price.get("product")), "price": price.get("id"),
+                "product": _id(price.get("product")), "quantity": item.get("quantity", 1),
+                "unit_amount": price.get("unit_amount") if price.get("unit_amount") is not None
+                else _whole(price.get("unit_amount_decimal")),
+                "currency": price.get("currency") or head.need("currency"),
+                "interval": interval, "start_date": head.need("start_date"),
+                "end_date": r.get("ended_at") or r.get("cancel_at"),
+                "billing_anchor": datetime.fromtimestamp(anchor, UTC).day if isinstance(anchor, int) else None,
+                "trial_end": r.get("trial_end"), "discount_percent": percent, "discount_end": discount_end,
+                "coupon": coupon}
 
     def _balance(self, ctx: PullContext, client: Any) -> dict[str, Any]:
         keys = ctx.options.metadata_keys
@@ -335,6 +477,83 @@ class StripeConnector(Connector):
             f"LEFT JOIN l ON l.balance_transaction_id = b.balance_transaction_id "
             f"ORDER BY b.balance_transaction_id"
         )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _id(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _invoice_subscription(invoice: Mapping[str, Any]) -> Any:
+    """`subscription` (API versions before 2025-03) or `parent.subscription_details.subscription`."""
+    if invoice.get("subscription") is not None:
+        return _id(invoice["subscription"])
+    parent = _obj(invoice.get("parent"))
+    details = _obj(parent.get("subscription_details")) if parent.get("type") == "subscription_details" else {}
+    return _id(details.get("subscription"))
+
+
+def _line_price(line: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(price, product) of a line: `price` on older API versions, `pricing.price_details` on newer."""
+    price = line.get("price")
+    if isinstance(price, dict):
+        return price, _id(price.get("product"))
+    pricing = line.get("pricing")
+    details = pricing.get("price_details") if isinstance(pricing, dict) else None
+    if isinstance(details, dict):
+        return details.get("price"), _id(details.get("product"))
+    return price, None
+
+
+def _sku(ctx: PullContext, price: Any, product: Any) -> Any:
+    """The sku per `sku_from`; a price given only by its id has no lookup_key to offer."""
+    mode = ctx.options.sku_from
+    if mode == "product":
+        return _id(product)
+    if not isinstance(price, dict):
+        return price if mode == "price" else None
+    return price.get("id") if mode == "price" else price.get("lookup_key")
+
+
+def _whole(text: Any) -> Any:
+    """A `*_decimal` amount (minor units as text) as a whole number when it is one; else the text, which
+    normalization then quarantines as not a whole number."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        return text
+    return int(value) if value == value.to_integral_value() else text
+
+
+def _unit_amount(line: Mapping[str, Any], price: Any, quantity: Any, amount: Any) -> Any:
+    if isinstance(price, dict) and price.get("unit_amount") is not None:
+        return price["unit_amount"]
+    pricing = line.get("pricing")
+    if isinstance(pricing, dict) and pricing.get("unit_amount_decimal") is not None:
+        return _whole(pricing["unit_amount_decimal"])
+    if isinstance(amount, int) and isinstance(quantity, int) and quantity and amount % quantity == 0:
+        return amount // quantity
+    return None
+
+
+def _percent_discount(sub: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """(percent_off, end, coupon id) of the subscription's first percent-off discount (`discounts`
+    expanded, or the older single `discount`)."""
+    found = [d for d in (sub.get("discounts") or []) if isinstance(d, dict)]
+    if isinstance(sub.get("discount"), dict):
+        found.append(sub["discount"])
+    for d in found:
+        coupon = d.get("coupon")
+        if coupon is None and isinstance(d.get("source"), dict):
+            coupon = d["source"].get("coupon")
+        if isinstance(coupon, dict) and coupon.get("percent_off") is not None:
+            return coupon["percent_off"], d.get("end"), coupon.get("id")
+    return None, None, None
 
 
 register_connector(StripeConnector())
