@@ -32,7 +32,8 @@ WINDOW_S = 3 * 86400
 RETRY_S = 7 * 86400
 AS_OF = "2026-09-30"
 CATEGORIES = {"charge": "charge", "payment": "charge", "refund": "refund", "payment_refund": "refund",
-              "dispute": "dispute", "dispute_reversal": "dispute_reversal"}
+              "dispute": "dispute", "dispute_reversal": "dispute_reversal",
+              "refund_failure": "refund_reversal"}  # a refund the gateway reversed (Stripe refund_failure)
 
 
 # ---------------------------------------------------------------------------------------------- pandas
@@ -118,7 +119,8 @@ def run_pandas(ws: Path) -> dict[str, int]:
     ch = charges.merge(pairs, on="txn_id", how="left").merge(
         pay[["payment_id", "invoice_id"]].rename(columns={"invoice_id": "pinv"}), on="payment_id", how="left")
     ch["inv_key"] = ch.invoice_ref.fillna(ch.pinv)
-    rev = ok[ok.type.isin(["refund", "dispute", "dispute_reversal"])].groupby("charge_id").gross.sum()
+    reversal = ok.type.isin(["refund", "refund_reversal", "dispute", "dispute_reversal"])
+    rev = ok[reversal].groupby("charge_id").gross.sum()
     ch["kept"] = ch.gross + ch.txn_id.map(rev).fillna(0).astype("int64")
     per_inv = ch.dropna(subset=["inv_key"]).groupby("inv_key").agg(settled=("kept", "sum"), n=("txn_id", "size"))
     dup = per_inv.join(inv[inv.status != "void"].set_index("invoice_id"), how="inner")
@@ -139,7 +141,7 @@ def run_pandas(ws: Path) -> dict[str, int]:
     short = paid[paid.invoice_id.map(recorded).fillna(0) < paid.total]
     out["paid_without_payment"] = len(ghost) + len(short)
 
-    refunds = ok[ok.type == "refund"]
+    refunds = ok[(ok.type == "refund") & ~ok.txn_id.isin(gt[gt.type == "refund_reversal"].txn_id)]
     rpairs = match(refunds, pay[pay.type == "refund"])
     out["refund_not_reflected"] = int((~refunds.txn_id.isin(rpairs.txn_id)).sum())
     won = gt[gt.type == "dispute_reversal"].charge_id.unique()
@@ -232,7 +234,8 @@ def run_polars(ws: Path) -> dict[str, int]:
     pairs = match(charges, card)
     out: dict[str, int] = {}
 
-    rev = ok.filter(pl.col("type").is_in(["refund", "dispute", "dispute_reversal"])).group_by("charge_id").agg(
+    rev = ok.filter(pl.col("type").is_in(["refund", "refund_reversal", "dispute", "dispute_reversal"])).group_by(
+        "charge_id").agg(
         reversed=pl.col("gross").sum())
     ch = (charges.join(pairs, on="txn_id", how="left")
           .join(pay.select("payment_id", pinv="invoice_id"), on="payment_id", how="left")
@@ -256,7 +259,8 @@ def run_polars(ws: Path) -> dict[str, int]:
     short = inv.filter(pl.col("status") == "paid").join(recorded, on="invoice_id", how="left").filter(
         pl.col("recorded").fill_null(0) < pl.col("total")).height
     out["paid_without_payment"] = ghost + short
-    refunds = ok.filter(pl.col("type") == "refund")
+    refunds = ok.filter(pl.col("type") == "refund").join(
+        gt.filter(pl.col("type") == "refund_reversal").select("txn_id"), on="txn_id", how="anti")
     rpairs = match(refunds, pay.filter(pl.col("type") == "refund"))
     out["refund_not_reflected"] = refunds.join(rpairs, on="txn_id", how="anti").height
     won = gt.filter(pl.col("type") == "dispute_reversal").select("charge_id").unique()

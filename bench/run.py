@@ -53,6 +53,7 @@ def _gb_config(ws: Path) -> Path:
     cfg = yaml.safe_load((ws / "tieout.yaml").read_text())
     cfg["sources"] = [s for s in cfg["sources"] if s["name"] in GB_SOURCES]
     cfg["store"] = "sqlite:///tieout_gb.db"
+    cfg.pop("entities", None)  # entity resolution (CRM aliases) is no part of gateway_billing
     cfg["checks"] = {"gateway_billing": cfg["checks"]["gateway_billing"],
                      "billing_subscriptions": {"enabled": False}, "gl_cash": {"enabled": False}}
     path = ws / "tieout_gb.yaml"
@@ -85,11 +86,56 @@ def _instrument_engine() -> dict[str, list[float]]:
         setattr(DuckDBEngine, method_name, timed)
 
     wrap("read_csv_text", lambda a: "read_csv")
+    # the pipeline's own steps, where `pipeline.ingest` looks them up (module attributes)
+    import tieout.pipeline
+
+    for fn_name in ("read_file", "gate", "link_entities", "compute_metrics"):
+        orig_fn = getattr(tieout.pipeline, fn_name)
+
+        def timed_fn(*args: object, _orig: object = orig_fn, _name: str = fn_name, **kwargs: object) -> object:
+            t = time.perf_counter()
+            try:
+                return _orig(*args, **kwargs)  # type: ignore[operator]
+            finally:
+                acc = spent.setdefault(f"pipeline:{_name}", [0.0, 0])
+                acc[0] += time.perf_counter() - t
+                acc[1] += 1
+
+        setattr(tieout.pipeline, fn_name, timed_fn)
     wrap("from_arrow", lambda a: f"from_arrow:{a[0]}")
     wrap("materialize", lambda a: "materialize:" + re.sub(r"_(customers|subscriptions|invoices|invoice_lines|"
                                                            r"payments|gateway_transactions|payouts|gl_entries)$",
                                                            r" (\1)", str(a[0])))
     return spent
+
+
+MATCH_STEPS = ("exact", "candidates", "mutual", "remaining", "pairs")
+
+
+def phases(timings: dict[str, float], spent: dict[str, list[float]]) -> dict[str, float]:
+    """Seconds per phase of one run. Reading a CSV is lazy: the file is parsed by the query that
+    normalizes it and counts keys (the gate's first materialization), so that query is its own phase."""
+    def s(key: str) -> float:
+        return spent.get(key, [0.0])[0]
+
+    def stems(prefix: str) -> float:
+        return sum(v[0] for k, v in spent.items() if k.startswith(prefix))
+
+    parse_normalize = stems("materialize:norm ")
+    match = sum(stems(f"materialize:{m}") for m in MATCH_STEPS)
+    checks = sum(v for k, v in timings.items() if k.startswith("check:"))
+    out = {
+        "read (file checks, views)": s("pipeline:read_file"),
+        "parse+normalize (one query per table)": parse_normalize,
+        "gate (duplicates, quarantine, counts)": s("pipeline:gate") - parse_normalize,
+        "entity links": s("pipeline:link_entities"),
+        "match (pairs)": match,
+        "checks (less match)": checks - match,
+        "metrics": s("pipeline:compute_metrics"),
+        "store": timings.get("store", 0.0),
+    }
+    out["other"] = timings.get("total", 0.0) + timings.get("store", 0.0) - sum(out.values())
+    return {k: round(v, 2) for k, v in out.items()}
 
 
 def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
@@ -117,6 +163,7 @@ def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
         "expected": len(expected), "missing": len(expected - got), "extra": len(got - expected),
         "rows_read": result.rows_read,
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "phases": phases(result.timings, spent),
         "engine_steps": {k: {"seconds": round(v[0], 2), "calls": int(v[1])}
                          for k, v in sorted(spent.items(), key=lambda kv: -kv[1][0])},
         "work_seconds": round(secs, 3),
@@ -203,7 +250,8 @@ def run_one(impl: str, ws: Path, timeout: float, log_dir: Path, memory_limit: st
     wall = time.perf_counter() - t0
     log.close()
     res: dict[str, object] = {"impl": impl, "status": status, "wall_seconds": round(wall, 2),
-                              "polled_peak_rss_mb": round(polled / 2**20, 1)}
+                              "polled_peak_rss_mb": round(polled / 2**20, 1),
+                              "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     if status == "ok" and proc.returncode != 0:
         res["status"] = f"failed (exit {proc.returncode}); see {log.name}"
     elif status == "ok":
@@ -272,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform(), "python": platform.python_version()},
         "versions": {"ibis": ibis.__version__, "duckdb": duckdb.__version__, "pandas": pandas.__version__,
                      "polars": polars.__version__},
-        "scales": {}, "runs": [],
+        "scales": {}, "runs": [], "load_average_start": os.getloadavg(),
     }
     rows: list[dict[str, object]] = []
     for scale in [s.strip().upper() for s in a.scales.split(",") if s.strip()]:
@@ -298,8 +346,14 @@ def main(argv: list[str] | None = None) -> int:
                     r[f"x_{key}"] = round(float(r["wall_seconds"]) / float(ref[key]["wall_seconds"]), 2)  # type: ignore[arg-type]
         rows.extend(scale_rows)
         report["runs"] = rows
+        report["load_average_end"] = os.getloadavg()
         (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=1))  # after every scale
     print(_fmt_table(rows))
+    for r in rows:
+        if isinstance(r.get("phases"), dict):
+            print(f"\n{r['scale']} {r['impl']} phases (s): "
+                  + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))  # type: ignore[union-attr]
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"\nx tieout = wall / tieout wall (>1: slower than tieout). Results: {RESULTS / (stamp + '.json')}")
     return 0
 

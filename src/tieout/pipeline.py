@@ -208,7 +208,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
                 metrics=[{"period": m.period, "currency": m.currency, "name": m.name, "value": m.value,
                           "unit": m.unit} for m in metrics],
                 counts=result_counts, timings=timings, actor=actor,
-                triage=triage(cfg.priority, cfg.routing, customer_segments(tables)),
+                triage=triage(cfg.priority, cfg.routing, customer_segments(tables)
+                              if any(r.segment is not None for r in cfg.routing.rules) else {}),
                 notices=notice_plan(cfg.notify),
                 also=[] if resolution is None else [lambda s, run_id: write_resolution(s, run_id, resolution)]))
             timings["store"] = time.perf_counter() - t2

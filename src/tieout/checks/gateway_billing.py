@@ -53,11 +53,26 @@ def _with_billing_customer(ctx: CheckContext, gt: ir.Table) -> ir.Table:
     return j.mutate(billing_customer=ibis.coalesce(j.billing_customer, j.customer_id)).drop("gw_customer")
 
 
+_GATEWAY_COLUMNS = ("txn_id", "type", "status", "charge_id", "customer_id", "billing_customer", "invoice_ref",
+                    "gross", "currency", "created_at")
+
+
+def _gateway(ctx: CheckContext) -> ir.Table:
+    """Gateway transactions with the billing customer, persisted once: every pairing and most
+    categories read it (recomputed, the customer join would run once per reader)."""
+    def build() -> ir.Table:
+        gt = _with_billing_customer(ctx, ctx.table("gateway_transactions"))
+        # only the columns this check reads: a narrower table is cheaper to write and to spill
+        return ctx.engine.materialize("gateway_billing", gt.select(*_GATEWAY_COLUMNS))
+
+    return ctx.memo("gateway_billing.gateway", build)
+
+
 def _pairs(ctx: CheckContext, p: GatewayBillingParams, gw_type: str, billing_types: list[str],
            methods: list[str] | None = None) -> ir.Table:
     """Succeeded gateway movements of `gw_type` paired with billing records of `billing_types`
     (exact gateway ref first, then composite customer + currency + amount + date)."""
-    gt = _with_billing_customer(ctx, ctx.table("gateway_transactions"))
+    gt = _gateway(ctx)
     moves = gt.filter((gt.type == gw_type) & (gt.status == "succeeded"))
     pay = ctx.table("payments")
     wanted = pay.type.isin(billing_types)
@@ -118,7 +133,7 @@ def charge_payment_pairs(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table
 def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     """Gateway vs billing: settled charges, refunds and disputes against billing payments and
     invoices; failed payments not retried; duplicate payments."""
-    gt = _with_billing_customer(ctx, ctx.table("gateway_transactions"))
+    gt = _gateway(ctx)
     pay = ctx.table("payments")
     inv = ctx.table("invoices")
     pairs = ctx.memo("gateway_billing.charge_pairs", lambda: charge_payment_pairs(ctx, p))
@@ -135,15 +150,22 @@ def gateway_billing(ctx: CheckContext, p: GatewayBillingParams) -> ir.Table:
     rev_by_charge = reversals.group_by(rc=reversals.charge_id).aggregate(reversed=reversals.gross.sum())
     ch = ch.left_join(rev_by_charge, ch.txn_id == rev_by_charge.rc)
     ch = ch.mutate(kept=ch.gross + ch.reversed.fill_null(0))
-    per_inv = ch.filter(ch.inv_key.notnull()).group_by("inv_key").aggregate(
-        settled=ibis._.kept.sum(),
-        charge_refs=ibis._.txn_id.collect().sort().join(";"),  # sorted: group_concat order is the engine's
-        n_charges=ibis._.count(),
-    )
+    ch = ctx.engine.materialize("settled_charges", ch.select(  # read three times below
+        "txn_id", "billing_customer", "currency", "gross", "created_at", "right_id", "inv_key", "kept"))
+    # Sums and counts first (an aggregate the engine can spill); the charge ids are collected only for
+    # the few invoices charged twice: a list per invoice over every charge does not spill (DuckDB ran
+    # out of memory there at 10M rows under a 2 GB limit).
+    keyed = ch.filter(ch.inv_key.notnull())
+    per_inv = keyed.group_by("inv_key").aggregate(settled=ibis._.kept.sum(), n_charges=ibis._.count())
+    per_inv = per_inv.filter(per_inv.n_charges > 1)
     inv_live = inv.filter(inv.status != "void")
     dup = per_inv.join(inv_live, per_inv.inv_key == inv_live.invoice_id)
-    dup = dup.filter((dup.n_charges > 1) & (dup.settled > dup.total))
-    dup = ctx.engine.materialize("dup_payment", dup)
+    dup = ctx.engine.materialize("dup_payment", dup.filter(dup.settled > dup.total))
+    twice = keyed.semi_join(dup, keyed.inv_key == dup.invoice_id)
+    dup_refs = twice.group_by(ref_inv=twice.inv_key).aggregate(
+        charge_refs=twice.txn_id.collect().sort().join(";"),  # sorted: group_concat order is the engine's
+    )
+    dup = dup.join(dup_refs, dup.invoice_id == dup_refs.ref_inv)
     out.append(findings_table(
         dup, category="duplicate_payment", subject=dup.invoice_id, customer_id=dup.customer_id,
         currency=dup.currency, amount_at_risk=dup.settled - dup.total, expected=dup.total.cast(dt.string),
