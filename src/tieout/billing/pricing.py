@@ -211,11 +211,22 @@ def rate_distinct_quantities(q: ir.Table, tiers: ir.Table) -> ir.Table:
         + _plain(j.t_unit * major) + ibis.ifelse(j.t_flat > 0, " + " + _plain(j.t_flat * major), ""),
         ibis.null(dt.string),
     )
-    j = j.mutate(_part=part, _detail=detail)
-    return j.group_by(r_sku=j.p_sku, r_valid_from=j.p_valid_from, r_qty=j.rate_qty).aggregate(
+    # The tiers' words in tier order. Not group_concat(order_by=...): Spark has no ordered aggregate,
+    # so each part carries its zero-padded tier number and a unit separator, the list is sorted and
+    # joined, and the numbers are dropped (no lambda: DuckDB and Spark spell them differently).
+    keyed = j.t_no.cast(dt.string).lpad(_TIER_DIGITS, "0") + _MARK + detail
+    j = j.mutate(_part=part, _detail=keyed)
+    out = j.group_by(r_sku=j.p_sku, r_valid_from=j.p_valid_from, r_qty=j.rate_qty).aggregate(
         tiered_amount=j._part.sum().cast(dt.Decimal(38, 18)),
-        tier_detail=j._detail.group_concat("; ", order_by=j.t_no),
+        _details=j._detail.collect(),
     )
+    words = out._details.sort().join("; ").re_replace(f"[0-9]{{{_TIER_DIGITS}}}{_MARK}", "")
+    return out.mutate(tier_detail=ibis.ifelse(out._details.length() > 0, words, ibis.null(dt.string))).drop(
+        "_details")
+
+
+_TIER_DIGITS = 6
+_MARK = "\x1f"  # ends a tier number's prefix; never in the words themselves
 
 
 def _plain(value: ir.DecimalValue) -> ir.StringValue:
