@@ -175,7 +175,7 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             tables = engine.adopt(tables)  # the engine the checks run on takes the tables over
             timings["ingest"] = time.perf_counter() - t0
             as_of = _as_of(cfg, tables)
-            ctx = CheckContext(engine, tables, as_of, cfg.home_currency)
+            ctx = CheckContext(engine, tables, as_of, cfg.home_currency, billing=cfg.billing)
             checks = run_checks(cfg, rules, ctx, shadow, say)
             findings, ran, skipped = checks.findings, checks.ran, checks.skipped
             timings.update(checks.timings)

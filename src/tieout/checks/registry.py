@@ -20,6 +20,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tieout.billing.catalog import BillingConfig
 from tieout.config import Config
 from tieout.engines.base import Engine
 from tieout.errors import ConfigError
@@ -61,6 +62,7 @@ class CheckContext:
     as_of: date
     home_currency: str
     cache: dict[str, Any] = field(default_factory=dict)
+    billing: BillingConfig | None = None  # `billing:` (catalog, policy), for checks that price invoices
 
     def table(self, name: str) -> ir.Table:
         return self.tables[name]

@@ -52,7 +52,8 @@ def findings_expr(check: Check, ctx: CheckContext, variants: Variants) -> ir.Tab
     parts = []
     for k, (_, params) in enumerate(variants):
         # A fresh context per variant: checks memoize intermediate results (matches) by name.
-        vctx = ctx if k == 0 else CheckContext(ctx.engine, ctx.tables, ctx.as_of, ctx.home_currency)
+        vctx = ctx if k == 0 else CheckContext(ctx.engine, ctx.tables, ctx.as_of, ctx.home_currency,
+                                                billing=ctx.billing)
         out = _scope_index(check.run(vctx, params), ctx, scopes)
         parts.append(out.filter(out._scope == k - 1).select(*FINDING_COLUMNS))
     return ibis.union(*parts, distinct=False)
