@@ -29,4 +29,6 @@ fi
 python -m pip install -q -e '.[test]'
 python -m ruff check src tests
 python -m mypy
-python -m pytest -q
+# Two workers (the machine has 2 cores); a test file stays on one worker, so module fixtures
+# (the Spark session, the demo workspaces) are built once per file, not per test.
+python -m pytest -q -n 2 --dist loadfile

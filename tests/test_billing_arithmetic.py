@@ -27,7 +27,14 @@ from tieout.billing.pricing import (
     tiers_arrow,
     volume_amount,
 )
-from tieout.billing.proration import anchor_date, cycle_containing, midnight, prorate_exact, prorate_fraction
+from tieout.billing.proration import (
+    SECONDS_PER_DAY,
+    anchor_date,
+    cycle_containing,
+    midnight,
+    prorate_exact,
+    prorate_fraction,
+)
 from tieout.engines.base import Engine
 
 # Stripe's documented tiers (docs: "Tiered pricing"): 1-5 units at $7, 6-10 at $6.50, 11+ at $6.
@@ -173,6 +180,47 @@ def test_split_periods_sum_to_the_whole_within_one_unit_per_split(amount: int, s
     parts = [round_minor(prorate_exact(amount, prorate_fraction((midnight(a), midnight(b)), period)))
              for a, b in itertools.pairwise(edges)]
     assert abs(sum(parts) - amount) <= len(parts) - 1
+
+
+@given(start=starts, anchor=st.integers(1, 31), a=st.integers(0, 31), b=st.integers(0, 31))
+def test_by_second_equals_by_day_for_date_only_changes(start: date, anchor: int, a: int, b: int) -> None:
+    p0, p1 = cycle_containing(start, anchor)
+    days = (p1 - p0).days
+    lo, hi = sorted((min(a, days), min(b, days)))
+    service = (midnight(p0 + timedelta(days=lo)), midnight(p0 + timedelta(days=hi)))
+    period = (midnight(p0), midnight(p1))
+    assert prorate_fraction(service, period, by="second") == prorate_fraction(service, period, by="day")
+
+
+@given(amount=amounts, start=starts, anchor=st.integers(1, 31),
+       cuts=st.lists(st.integers(1, 28 * SECONDS_PER_DAY - 1), max_size=4))
+def test_split_by_seconds_sums_to_the_whole_within_one_unit_per_split(amount: int, start: date, anchor: int,
+                                                                      cuts: list[int]) -> None:
+    p0, p1 = cycle_containing(start, anchor)
+    period = (midnight(p0), midnight(p1))
+    edges = [period[0], *(period[0] + timedelta(seconds=c) for c in sorted(set(cuts))), period[1]]
+    parts = [round_minor(prorate_exact(amount, prorate_fraction((a, b), period, by="second")))
+             for a, b in itertools.pairwise(edges)]
+    assert abs(sum(parts) - amount) <= len(parts) - 1
+
+
+@given(amount=amounts, start=starts, anchor=st.integers(1, 31), by=st.sampled_from(["day", "second"]),
+       pause=st.integers(0, 28 * SECONDS_PER_DAY), length=st.integers(1, 28 * SECONDS_PER_DAY))
+def test_a_pause_bills_the_active_time_within_one_unit(amount: int, start: date, anchor: int, by: str, pause: int,
+                                                       length: int) -> None:
+    """Paused inside a cycle billed in advance: the full cycle, minus the credit for the time after the pause,
+    plus the charge for the time after the resume, is the active time's share, within one minor unit."""
+    p0, p1 = cycle_containing(start, anchor)
+    period = (midnight(p0), midnight(p1))
+    step = SECONDS_PER_DAY if by == "day" else 1  # by day, changes fall on dates
+    paused = period[0] + timedelta(seconds=pause // step * step)
+    resumed = min(paused + timedelta(seconds=-(-length // step) * step), period[1])
+    credit = -round_minor(prorate_exact(amount, prorate_fraction((paused, period[1]), period, by)))
+    charge = round_minor(prorate_exact(amount, prorate_fraction((resumed, period[1]), period, by)))
+    active = 1 - prorate_fraction((paused, resumed), period, by)
+    billed = amount + credit + charge
+    assert 0 <= billed <= amount
+    assert abs(billed - prorate_exact(amount, active)) <= 1
 
 
 @settings(max_examples=60, deadline=None)

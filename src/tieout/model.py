@@ -126,6 +126,10 @@ TABLES: dict[str, Table] = {
                 _c("trial_end", Kind.DATE, "Service before this day is a free trial."),
                 _c("coupon", Kind.ID, "Catalog coupon code applied to this subscription."),
                 _c("po_number", Kind.ID, "Purchase-order number for customers that require one."),
+                _c("start_at", Kind.TIMESTAMP, "Time service starts within start_date (UTC), for `billing.proration: "
+                   "second`; default its midnight."),
+                _c("end_at", Kind.TIMESTAMP, "Time service ends within end_date (UTC, exclusive), for `billing."
+                   "proration: second`; default its midnight."),
             ),
         ),
         Table(

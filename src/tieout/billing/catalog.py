@@ -168,8 +168,9 @@ class TaxRate(_M):
 class BillingConfig(_M):
     """The expected-invoice engine: catalog, coupons, taxes and policy (see docs/billing.md)."""
 
-    proration: Literal["day", "second"] = Field("day", description="Prorate by whole days (end exclusive) or "
-                                                "by seconds.")
+    proration: Literal["day", "second"] = Field("day", description="Prorate by whole days (end exclusive) or by "
+                                                "seconds of the change timestamps (`start_at`/`end_at`); "
+                                                "`by_day` and `by_second` are accepted too.")
     rounding: Literal["half_up", "half_even"] = Field("half_up", description="Rounding to the minor unit.")
     tax_rounding: Literal["line", "invoice"] = Field("line", description="Round tax per line or once per invoice.")
     discount_approval_percent: Decimal = Field(Decimal(30), ge=0, le=100, description="Discounts above this "
@@ -179,6 +180,11 @@ class BillingConfig(_M):
     products: list[Product] = Field(default_factory=list, description="The catalog.")
     coupons: list[Coupon] = Field(default_factory=list, description="Coupons contracts may reference.")
     tax_rates: list[TaxRate] = Field(default_factory=list, description="Tax rate table.")
+
+    @field_validator("proration", mode="before")
+    @classmethod
+    def _by(cls, value: object) -> object:
+        return value.removeprefix("by_") if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _unique(self) -> BillingConfig:

@@ -136,8 +136,9 @@ def expected_lines(engine: Engine, cfg: BillingConfig, t: BillingTables, bill_da
     seg = seg.select("subscription_id", "customer_id", "sku", "quantity", "unit_amount", "currency",
                      "discount_percent", "discount_end", "coupon", "contract", "_svc_start", "_svc_end", "_anchor",
                      "_months", "is_change", "p_sku", "p_valid_from", "p_model", "p_amount", "p_package_size",
-                     "p_percent", "p_timing", "p_usage", "p_minimum", "p_tax_code", "p_exp")
-    cyc = billing_cycles(seg, months)
+                     "p_percent", "p_timing", "p_usage", "p_minimum", "p_tax_code", "p_exp",
+                     *[c for c in ("start_at", "end_at") if c in seg.columns])
+    cyc = billing_cycles(seg, months, cfg.proration)
     # Only cycles that can put a line on a wanted invoice (every line is dated on its cycle's start or
     # end, or on the first day of service): the horizon's other cycles are never rated.
     due = sorted(set(bill_dates))
@@ -197,9 +198,10 @@ def _line(c: ir.Table, *, kind: str | ir.StringValue, bill_date: ir.DateValue, p
     kind_v = ibis.literal(kind) if isinstance(kind, str) else kind
     return c.select(
         contract_id=c.contract, subscription_id=c.subscription_id, customer_id=c.customer_id, currency=c.currency,
-        sku=c.sku, kind=kind_v, bill_date=bill_date, cycle_start=c.cycle_start, cycle_end=c.cycle_end,
-        cycle_no=c.cycle_no,
-        period_start=period_start, period_end=period_end, quantity=quantity.cast(dt.int64),
+        sku=c.sku, kind=kind_v, bill_date=bill_date.cast(dt.date), cycle_start=c.cycle_start.cast(dt.date),
+        cycle_end=c.cycle_end.cast(dt.date), cycle_no=c.cycle_no,
+        # Dates, said explicitly: Spark types date arithmetic (greatest, + interval) as a timestamp.
+        period_start=period_start.cast(dt.date), period_end=period_end.cast(dt.date), quantity=quantity.cast(dt.int64),
         unit_amount=unit_amount.cast(dt.int64), amount=amount.cast(dt.int64), p_tax_code=c.p_tax_code,
         p_exp=c.p_exp, discount_percent=c.discount_percent, discount_end=c.discount_end, coupon=c.coupon,
         explanation=explanation,
@@ -216,9 +218,10 @@ def _recurring_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table) -> ir.Table
     c = engine.materialize("recurring_priced", c, scratch=True)
     unit = ibis.ifelse(c.p_model.isin(["flat", "per_unit"]), c.unit_amount, ibis.null(dt.int64))
     advance = c.p_timing == "advance"
-    at_start = c.service_start == c.cycle_start
-    partial = c.service_days < c.cycle_days
-    days = c.service_days.cast(dt.string) + "/" + c.cycle_days.cast(dt.string) + " days"
+    at_start = c.lead_units == 0
+    partial = c.service_units < c.cycle_units
+    per = ibis.ifelse(c.cycle_units == c.cycle_days, " days", " seconds")
+    days = c.service_units.cast(dt.string) + "/" + c.cycle_units.cast(dt.string) + per
     out = []
     # In advance, active on the cycle's first day: the full cycle on that day's invoice.
     r = c.filter(advance & at_start)
@@ -226,18 +229,20 @@ def _recurring_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table) -> ir.Table
                      period_end=r.cycle_end, quantity=r.quantity, unit_amount=unit, amount=round_exact(r._full),
                      explanation=r._words + ", full cycle " + _dates(r.cycle_start, r.cycle_end)))
     # ...then changed or canceled inside it: credit the unused days on the next invoice.
-    cr = c.filter(advance & at_start & (c.service_end < c.cycle_end))
-    unused = cr.cycle_end.delta(cr.service_end, unit="day").cast(dt.int64)
+    cr = c.filter(advance & at_start & (c.unused_units > 0))
+    unused = cr.unused_units
     out.append(_line(cr, kind="credit", bill_date=cr.cycle_end, period_start=cr.service_end, period_end=cr.cycle_end,
-                     quantity=cr.quantity, unit_amount=unit, amount=-divide_round(cr._full * unused, cr.cycle_days),
+                     quantity=cr.quantity, unit_amount=unit, amount=-divide_round(cr._full * unused, cr.cycle_units),
                      explanation="unused time on " + cr._words + ": " + unused.cast(dt.string) + "/"
-                     + cr.cycle_days.cast(dt.string) + " days " + _dates(cr.service_end, cr.cycle_end)
+                     + cr.cycle_units.cast(dt.string) + ibis.ifelse(cr.cycle_units == cr.cycle_days, " days ",
+                                                                     " seconds ")
+                     + _dates(cr.service_end, cr.cycle_end)
                      + cr._cycle))
     # In advance, starting inside the cycle: the remaining time (a new contract: at once; a change: next invoice).
     p = c.filter(advance & ~at_start)
     out.append(_line(p, kind="proration", bill_date=ibis.ifelse(p.is_change, p.cycle_end, p.service_start),
                      period_start=p.service_start, period_end=p.service_end, quantity=p.quantity, unit_amount=unit,
-                     amount=divide_round(p._full * p.service_days, p.cycle_days),
+                     amount=divide_round(p._full * p.service_units, p.cycle_units),
                      explanation="remaining time on " + p._words + ": " + days + " " + _dates(p.service_start,
                                                                                             p.service_end)
                      + p._cycle))
@@ -245,7 +250,7 @@ def _recurring_lines(engine: Engine, cyc: ir.Table, tiers: ir.Table) -> ir.Table
     a = c.filter(~advance)
     out.append(_line(a, kind=ibis.ifelse(partial, "proration", "recurring"), bill_date=a.cycle_end,
                      period_start=a.service_start, period_end=a.service_end, quantity=a.quantity, unit_amount=unit,
-                     amount=divide_round(a._full * a.service_days, a.cycle_days),
+                     amount=divide_round(a._full * a.service_units, a.cycle_units),
                      explanation=a._words + " in arrears: " + days + " " + _dates(a.service_start, a.service_end)
                      + a._cycle))
     return ibis.union(*out, distinct=False)
@@ -351,11 +356,14 @@ def _discount_and_tax(lines: ir.Table, cat: dict[str, ir.Table], customers: ir.T
     j = j.mutate(_c_pct_raw=divide_round(exact(j._rest) * j.c_percent, ibis.literal(100), mode),
                  _cap_raw=round_exact(j.c_cap_major * _scale(j.p_exp)),
                  _c_fixed_raw=round_exact(j.c_amount_off))
+    # A fixed coupon comes off once per invoice (its first recurring line) unless declared stackable.
+    once = ibis.row_number().over(group_by=[j.contract_id, j.bill_date, j.c_code, j.kind],
+                                  order_by=[j.period_start, j.sku, j.subscription_id])
     j = j.mutate(
         _c_pct=ibis.ifelse(j.c_percent.notnull(), j._c_pct_raw, 0),
         _cap=ibis.ifelse(j.c_cap_major.notnull(), j._cap_raw, j._rest),
-        _c_fixed=ibis.ifelse(j.c_amount_off.notnull() & (j.kind == "recurring") & (j.c_currency == j.currency),
-                             j._c_fixed_raw, 0),
+        _c_fixed=ibis.ifelse(j.c_amount_off.notnull() & (j.kind == "recurring") & (j.c_currency == j.currency)
+                             & (j.c_stackable | (once == 0)), j._c_fixed_raw, 0),
     )
     j = j.mutate(_d2=ibis.ifelse(j._c_on, ibis.least(j._c_pct + j._c_fixed, j._cap), 0))
     j = j.mutate(_disc=ibis.least(j._d1 + j._d2, j._size))

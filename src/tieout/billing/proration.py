@@ -144,14 +144,16 @@ def anchor_in_month(month_first: ir.DateValue, anchor_day: ir.IntegerValue) -> i
     return month_first + (day - 1).as_interval("D")
 
 
-def billing_cycles(subs: ir.Table, months: ir.Table) -> ir.Table:
+def billing_cycles(subs: ir.Table, months: ir.Table, by: str = "day") -> ir.Table:
     """One row per (subscription row, billing cycle) whose cycle starts in a month of `months`
     (column `month`, a 1st) and overlaps the service [`_svc_start`, `_svc_end`).
 
-    `subs` carries `_anchor` (day 1-31), `_months` (interval) and `_svc_start`/`_svc_end`. Cycles are
-    phased on the cycle that contains the service start, so a quarterly plan started in May bills in
-    May, August, November. Adds cycle_start, cycle_end, cycle_no (0 = first), service_start,
-    service_end, service_days and cycle_days."""
+    `subs` carries `_anchor` (day 1-31), `_months` (interval) and `_svc_start`/`_svc_end`, and may carry
+    `start_at`/`end_at` (UTC timestamps of a start or change within its day). Cycles are phased on the
+    cycle that contains the service start, so a quarterly plan started in May bills in May, August,
+    November. Adds cycle_start, cycle_end, cycle_no (0 = first), service_start, service_end, service_days,
+    cycle_days, and the proration units (days, or seconds when `by` is `second`): lead_units (cycle start
+    to service start), service_units, unused_units (service end to cycle end) and cycle_units."""
     s0 = subs._svc_start
     first_month = s0.truncate("M")
     phase = month_index(first_month) - ibis.ifelse(anchor_in_month(first_month, subs._anchor) > s0, 1, 0)
@@ -160,7 +162,8 @@ def billing_cycles(subs: ir.Table, months: ir.Table) -> ir.Table:
     grid = grid.filter((offset >= 0) & ((offset % grid._months) == 0))
     cycle_start = anchor_in_month(grid.month, grid._anchor)
     cycle_end = anchor_in_month(add_months(grid.month, grid._months), grid._anchor)
-    grid = grid.mutate(cycle_start=cycle_start, cycle_end=cycle_end,
+    # Dates, said explicitly: Spark types month arithmetic on a date as a timestamp.
+    grid = grid.mutate(cycle_start=cycle_start.cast(dt.date), cycle_end=cycle_end.cast(dt.date),
                        cycle_no=((month_index(grid.month) - grid._phase) // grid._months).cast(dt.int64))
     grid = grid.mutate(service_start=ibis.greatest(grid.cycle_start, grid._svc_start),
                        service_end=ibis.least(grid.cycle_end, grid._svc_end.fill_null(_FAR)))
@@ -168,4 +171,36 @@ def billing_cycles(subs: ir.Table, months: ir.Table) -> ir.Table:
         service_days=grid.service_end.delta(grid.service_start, unit="day").cast(dt.int64),
         cycle_days=grid.cycle_end.delta(grid.cycle_start, unit="day").cast(dt.int64),
     )
-    return grid.filter(grid.service_days > 0).drop("_phase", "month")
+    grid = grid.mutate(**_units(grid, by))
+    return grid.filter(grid.service_units > 0).drop("_phase", "month")
+
+
+def _units(g: ir.Table, by: str) -> dict[str, ir.IntegerValue]:
+    """The proration units of each cycle row: whole days, or seconds from the change timestamps (a
+    date-only row counts from midnight UTC, so its fraction in seconds equals its fraction in days)."""
+    if by not in PRORATION_UNITS:
+        raise ValueError(f"unknown proration '{by}' ({' or '.join(PRORATION_UNITS)})")
+    if by == "day":
+        return {"lead_units": g.service_start.delta(g.cycle_start, unit="day").cast(dt.int64),
+                "service_units": g.service_days,
+                "unused_units": g.cycle_end.delta(g.service_end, unit="day").cast(dt.int64),
+                "cycle_units": g.cycle_days}
+    cs, ce = _utc(g.cycle_start), _utc(g.cycle_end)
+    svc_start = _utc(g._svc_start)
+    svc_end = _utc(g._svc_end.fill_null(_FAR))
+    if "start_at" in g.columns:  # a start within its day, never before the service (a trial) starts
+        svc_start = ibis.greatest(svc_start, g.start_at.fill_null(svc_start))
+    if "end_at" in g.columns:
+        svc_end = g.end_at.fill_null(svc_end)
+    start, end = ibis.greatest(cs, svc_start), ibis.least(ce, svc_end)
+    return {"lead_units": start.delta(cs, unit="second").cast(dt.int64),
+            "service_units": ibis.greatest(end.delta(start, unit="second"), 0).cast(dt.int64),
+            "unused_units": ce.delta(end, unit="second").cast(dt.int64),
+            "cycle_units": ce.delta(cs, unit="second").cast(dt.int64)}
+
+
+def _utc(d: ir.DateValue) -> ir.TimestampValue:
+    return d.cast(dt.Timestamp(timezone="UTC"))
+
+
+PRORATION_UNITS = {"day": "whole days, end date exclusive", "second": "seconds, from the change timestamps"}

@@ -1,7 +1,7 @@
 """Pre-invoice validation: the billing engine's draft invoices against the expected invoices, line by
-line, on the engine; then a verdict per draft (ok / hold) with money at risk and reasons.
-
-Comparisons are joins; Python only walks the findings (a small result) to group them by draft.
+line, on the engine. `compare_drafts` gives the findings as a table (the `pre_invoice` check returns
+it to a run, which stores and routes them); `validate_drafts` adds a verdict per draft (ok / hold)
+with money at risk and reasons. Comparisons are joins; Python only walks the findings (a small result).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from tieout.billing.pricing import EXACT, divide_round, exact
 from tieout.config import SeverityConfig
 from tieout.engines.base import Engine
 from tieout.errors import InputError
-from tieout.findings import severity_of
+from tieout.findings import Finding, build_findings, severity_of
 
+CHECK_NAME = "pre_invoice"
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
 _FAR = ibis.literal("9999-12-31").cast(dt.date)
 _KEY = ("invoice_id", "sku", "period_start", "match_kind")
@@ -32,23 +33,8 @@ VALIDATE_CATEGORIES = (
     "entitlement_exceeded_unbilled", "missing_invoice", "tax_mismatch", "currency_mismatch", "sku_not_in_catalog",
     "discount_not_approved", "contract_incomplete",
 )
-
-
-@dataclass(frozen=True)
-class DraftFinding:
-    """One reason to hold a draft (DESIGN §3 fields, plus the draft it is about)."""
-
-    invoice_id: str | None  # None: a contract with no draft at all (missing_invoice)
-    category: str
-    subject: str
-    customer_id: str | None
-    currency: str
-    amount_at_risk: int
-    expected: str | None
-    actual: str | None
-    explanation: str
-    period: str
-    severity: str
+# The sentence is written on the engine (it cites the expected line's own explanation), in `detail`.
+EXPLANATIONS = dict.fromkeys(VALIDATE_CATEGORIES, "{detail}")
 
 
 @dataclass
@@ -59,13 +45,13 @@ class DraftVerdict:
     total: int
     verdict: str  # ok | hold
     money_at_risk: int
-    findings: list[DraftFinding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
 class ValidationResult:
     drafts: list[DraftVerdict]
-    missing: list[DraftFinding]  # contracts due on an invoice date with no draft
+    missing: list[Finding]  # contracts due on an invoice date with no draft (subject 'contract@date')
     expected_lines: int
     hold_on: str
 
@@ -80,14 +66,30 @@ class ValidationResult:
 
 def _f(t: ir.Table, *, category: str | ir.StringValue, invoice_id: ir.Value, subject: ir.Value,
        customer_id: ir.Value, currency: ir.Value, amount_at_risk: ir.Value, expected: ir.Value, actual: ir.Value,
-       explanation: ir.Value, period: ir.Value) -> ir.Table:
-    return t.select(
-        category=ibis.literal(category) if isinstance(category, str) else category,
-        invoice_id=invoice_id.cast(dt.string), subject=subject.cast(dt.string), customer_id=customer_id.cast(dt.string),
-        currency=currency.cast(dt.string), amount_at_risk=amount_at_risk.abs().cast(dt.int64),
-        expected=expected.cast(dt.string), actual=actual.cast(dt.string), explanation=explanation.cast(dt.string),
-        period=period.cast(dt.string),
-    )
+       explanation: ir.Value, period: ir.Value, value_kind: str, evidence: ir.Value) -> ir.Table:
+    """One finding row per row of `t`: the run's finding columns, plus the draft it holds."""
+    # Imported here: `tieout.checks` registers the pre_invoice check, which imports this module.
+    from tieout.checks.registry import FINDING_COLUMNS
+
+    values: dict[str, ir.Value] = {
+        "category": ibis.literal(category) if isinstance(category, str) else category, "subject": subject,
+        "customer_id": customer_id, "currency": currency, "amount_at_risk": amount_at_risk.abs(),
+        "expected": expected, "actual": actual, "value_kind": ibis.literal(value_kind), "period": period,
+        "evidence": evidence, "detail": explanation,
+    }
+    return t.select(**{k: v.cast(FINDING_COLUMNS[k]) for k, v in values.items()},
+                    invoice_id=invoice_id.cast(dt.string))
+
+
+def _evidence(*, lines: ir.Value | None = None, invoice: ir.Value | None = None,
+              subscription: ir.Value | None = None) -> ir.StringValue:
+    """Evidence references: the draft's lines (a ';'-joined list of 'invoice/line'), the draft, the contract row."""
+    from tieout.checks.registry import ref, ref_list, refs
+
+    parts = [ref_list("invoice_lines", lines) if lines is not None else None,
+             ref("invoices", invoice) if invoice is not None else None,
+             ref("subscriptions", subscription) if subscription is not None else None]
+    return refs(*[p for p in parts if p is not None])
 
 
 def _s(v: ir.Value) -> ir.StringValue:
@@ -108,14 +110,42 @@ def draft_lines(invoices: ir.Table, lines: ir.Table) -> tuple[ir.Table, ir.Table
         d_currency=j.currency.fill_null(j.h_currency).min(), d_qty=j.quantity.sum(), d_unit=j.unit_amount.max(),
         d_amount=j.amount.sum(), d_discount=j.discount.fill_null(0).sum(), d_tax=j.tax.fill_null(0).sum(),
         d_lines=j.invoice_id.count(), d_ref=(j.invoice_id + "/" + j.line_id).min(),
+        d_refs=(j.invoice_id + "/" + j.line_id).group_concat(";"),
         d_period_end=j.period_end.max(), d_kind=j.kind.fill_null("").lower().max(),
     )
     return heads, agg
 
 
+@dataclass
+class DraftComparison:
+    """The drafts against their expected invoices, as engine tables."""
+
+    findings: ir.Table  # the run's finding columns plus invoice_id (null: a contract due an invoice has no draft)
+    heads: ir.Table  # the drafts: x_inv, x_contract, x_bill, x_currency, x_customer, x_tax, x_total
+    expected: ir.Table | None  # the expected lines of the drafts' dates (None: there are no drafts)
+
+
 def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig, tables: dict[str, ir.Table]
                     ) -> ValidationResult:
-    """Compare every draft invoice with its expected invoice; verdict per draft."""
+    """Compare every draft invoice with its expected invoice; verdict per draft (findings as a run builds them,
+    with the validation's severities: currency, catalog, contract and after-cancellation problems are high)."""
+    cmp = compare_drafts(engine, cfg, tables)
+    if cmp.expected is None:
+        return ValidationResult([], [], 0, cfg.hold_on)
+    n_expected = int(cmp.expected.count().to_pyarrow().as_py())
+    rows = cmp.findings.to_pyarrow().to_pylist()
+    found = build_findings(CHECK_NAME, rows, EXPLANATIONS, tables, severity)
+    for f in found:
+        f.severity = _severity(f.category, f.amount_at_risk, f.currency, severity)
+    heads = cmp.heads.select("x_inv", "x_customer", "x_currency", "x_total").to_pyarrow().to_pylist()
+    return _verdicts([(r["invoice_id"], f) for r, f in zip(rows, found, strict=True)], heads, cfg.hold_on,
+                     n_expected)
+
+
+def compare_drafts(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table]) -> DraftComparison:
+    """Every draft invoice against its expected invoice, line by line, and the contracts with no draft:
+    one finding row per discrepancy. Bad input (a negative quantity, a draft without a date or contract)
+    raises `InputError` naming the file, line and column."""
     for need in ("subscriptions", "invoices", "invoice_lines"):
         if need not in tables:
             raise InputError("tieout.yaml", f"pre-invoice validation needs a source for the '{need}' table")
@@ -137,9 +167,12 @@ def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig
                       x_total=heads.total)
     hd = engine.materialize("draft_heads", hd)
     if not dates:
-        return ValidationResult([], [], 0, cfg.hold_on)
+        none = _f(hd, category="missing_invoice", invoice_id=hd.x_inv, subject=hd.x_inv, customer_id=hd.x_customer,
+                  currency=hd.x_currency, amount_at_risk=ibis.literal(0), expected=ibis.literal(""),
+                  actual=ibis.literal(""), explanation=ibis.literal(""), period=ibis.literal(""), value_kind="text",
+                  evidence=ibis.literal(""))
+        return DraftComparison(none.limit(0), hd, None)
     exp = engine.materialize("expected_lines", expected_lines(engine, cfg, t, dates))
-    n_expected = int(exp.count().to_pyarrow().as_py())
     out: list[ir.Table] = []
 
     # Expected lines of contracts that have a draft on that date, keyed like the draft lines.
@@ -161,9 +194,10 @@ def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig
     only_draft = j.filter(j.e_amount.isnull())
 
     def F(t: ir.Table, category: str | ir.StringValue, risk: ir.Value, expected: ir.Value, actual: ir.Value,
-          why: ir.Value) -> ir.Table:
+          why: ir.Value, kind: str = "money") -> ir.Table:
         return _f(t, category=category, invoice_id=t.invoice_id, subject=t.subject, customer_id=t.customer,
-                  currency=t.cur, amount_at_risk=risk, expected=expected, actual=actual, explanation=why, period=t.per)
+                  currency=t.cur, amount_at_risk=risk, expected=expected, actual=actual, explanation=why, period=t.per,
+                  value_kind=kind, evidence=_evidence(lines=t.d_refs, invoice=t.invoice_id, subscription=t.e_sub))
 
     b = both
     cur_bad = b.d_currency != b.e_currency
@@ -174,7 +208,7 @@ def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig
     t1 = b.filter(cur_bad)
     out.append(F(t1, "currency_mismatch", t1.d_amount, t1.e_currency, t1.d_currency,
                  "Draft line " + t1.subject + " is in " + t1.d_currency + "; the contract is in " + t1.e_currency
-                 + "."))
+                 + ".", "text"))
     t1 = b.filter(unit_bad)
     out.append(F(t1, "price_mismatch", t1.d_amount - t1.e_amount, _s(t1.e_unit), _s(t1.d_unit),
                  "Draft line " + t1.subject + " bills unit price " + _s(t1.d_unit) + "; expected " + _s(t1.e_unit)
@@ -185,7 +219,7 @@ def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig
         else_="quantity_mismatch")
     out.append(F(t1, cat_q, t1.d_amount - t1.e_amount, _s(t1.e_qty), _s(t1.d_qty),
                  "Draft line " + t1.subject + " bills quantity " + _s(t1.d_qty) + "; expected " + _s(t1.e_qty)
-                 + " (" + t1.e_expl + ")."))
+                 + " (" + t1.e_expl + ").", "quantity"))
     t1 = b.filter(amt_bad)
     cat_a = ibis.cases((t1.e_kind.isin(["proration", "credit"]), "proration_error"), else_="price_mismatch")
     out.append(F(t1, cat_a, t1.d_amount - t1.e_amount, _s(t1.e_amount), _s(t1.d_amount),
@@ -238,21 +272,24 @@ def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig
     out.append(_f(t1, category="currency_mismatch", invoice_id=t1.x_inv, subject=t1.x_inv, customer_id=t1.x_customer,
                   currency=t1.g_currency, amount_at_risk=t1.x_total, expected=t1.g_currency, actual=t1.x_currency,
                   explanation="Draft " + t1.x_inv + " is in " + t1.x_currency + "; the contract is in "
-                  + t1.g_currency + ".", period=t1.per))
+                  + t1.g_currency + ".", period=t1.per, value_kind="text", evidence=_evidence(invoice=t1.x_inv)))
     if cfg.tax_rounding == "invoice":
         t1 = hx.filter((hx.x_currency == hx.g_currency) & (hx.x_tax != hx.g_inv_tax))
         out.append(_f(t1, category="tax_mismatch", invoice_id=t1.x_inv, subject=t1.x_inv, customer_id=t1.x_customer,
                       currency=t1.g_currency, amount_at_risk=t1.x_tax - t1.g_inv_tax, expected=_s(t1.g_inv_tax),
                       actual=_s(t1.x_tax), explanation="Draft " + t1.x_inv + " carries tax " + _s(t1.x_tax)
-                      + "; rounded per invoice the rate table gives " + _s(t1.g_inv_tax) + ".", period=t1.per))
+                      + "; rounded per invoice the rate table gives " + _s(t1.g_inv_tax) + ".", period=t1.per,
+                      value_kind="money", evidence=_evidence(invoice=t1.x_inv)))
 
     out.extend(_guardrails(engine, cfg, tables, hd))
-    findings = ibis.union(*out, distinct=False)
-    rows = findings.to_pyarrow().to_pylist()
-
-    missing_rows = _missing_drafts(exp, hd).to_pyarrow().to_pylist()
-    head_rows = hd.to_pyarrow().to_pylist()
-    return _verdicts(rows, missing_rows, head_rows, severity, cfg.hold_on, n_expected)
+    m = _missing_drafts(exp, hd)
+    out.append(_f(m, category="missing_invoice", invoice_id=ibis.null(dt.string),
+                  subject=m.m_contract + "@" + m.m_bill.cast(dt.string), customer_id=m.m_customer,
+                  currency=m.m_currency, amount_at_risk=m.m_net, expected=_s(m.m_net), actual=ibis.literal("none"),
+                  explanation="Contract " + m.m_contract + " is due an invoice on " + m.m_bill.cast(dt.string) + " ("
+                  + m.m_expl + ") but has no draft.", period=m.m_bill.strftime("%Y-%m"), value_kind="money",
+                  evidence=_evidence(subscription=m.m_sub)))
+    return DraftComparison(ibis.union(*out, distinct=False), hd, exp)
 
 
 def reject_negative_quantities(tables: dict[str, ir.Table]) -> None:
@@ -284,7 +321,7 @@ def _missing_drafts(exp: ir.Table, hd: ir.Table) -> ir.Table:
     """Contracts with lines due on an invoice date that has drafts, but no draft of their own."""
     due = exp.group_by(m_contract=exp.contract_id, m_bill=exp.bill_date).aggregate(
         m_customer=exp.customer_id.min(), m_currency=exp.currency.min(), m_net=(exp.amount - exp.discount).sum(),
-        m_expl=exp.explanation.group_concat(" + "))
+        m_expl=exp.explanation.group_concat(" + "), m_sub=exp.subscription_id.min())
     miss = due.anti_join(hd, (due.m_contract == hd.x_contract) & (due.m_bill == hd.x_bill))
     return miss.filter(miss.m_net > 0)
 
@@ -304,7 +341,8 @@ def _guardrails(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table],
     def G(t: ir.Table, category: str, expected: ir.Value, actual: ir.Value, why: ir.Value) -> ir.Table:
         return _f(t, category=category, invoice_id=t.x_inv, subject=t.subscription_id, customer_id=t.customer_id,
                   currency=t.currency, amount_at_risk=ibis.literal(0), expected=expected, actual=actual,
-                  explanation=why, period=t.per)
+                  explanation=why, period=t.per, value_kind="text",
+                  evidence=_evidence(invoice=t.x_inv, subscription=t.subscription_id))
 
     t = segs.filter(segs.p_sku.isnull())
     out.append(G(t, "sku_not_in_catalog", ibis.literal("a catalog SKU"), t.sku,
@@ -357,30 +395,25 @@ def _guardrails(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table],
     out.append(_f(ov, category="overlapping_subscriptions", invoice_id=ov.a_inv, subject=ov.a_id + "|" + ov.o_id,
                   customer_id=ov.a_cust, currency=ov.a_cur, amount_at_risk=ibis.literal(0),
                   expected=ibis.literal("one subscription"), actual=ibis.literal("two"),
-                  explanation="Subscriptions " + ov.a_id + " and " + ov.o_id + " bill " + ov.a_sku + " to "
-                  + ov.a_cust + " over the same days.", period=ov.a_per))
+                  explanation="Subscriptions " + ov.a_id + " and " + ov.o_id + " bill "
+                  + ov.a_sku + " to " + ov.a_cust + " over the same days.", period=ov.a_per, value_kind="text",
+                  evidence=_evidence(invoice=ov.a_inv, subscription=ov.a_id)
+                  + ";" + ibis.literal("subscriptions:") + ov.o_id))
     return out
 
 
-def _verdicts(rows: list[dict[str, Any]], missing_rows: list[dict[str, Any]], heads: list[dict[str, Any]],
-              severity: SeverityConfig, hold_on: str, n_expected: int) -> ValidationResult:
-    by_draft: dict[str, list[DraftFinding]] = defaultdict(list)
-    for r in rows:
-        f = DraftFinding(r["invoice_id"], r["category"], r["subject"], r["customer_id"], r["currency"],
-                         r["amount_at_risk"], r["expected"], r["actual"], r["explanation"], r["period"],
-                         _severity(r["category"], r["amount_at_risk"], r["currency"], severity))
-        by_draft[r["invoice_id"]].append(f)
+def _verdicts(found: list[tuple[str | None, Finding]], heads: list[dict[str, Any]], hold_on: str,
+              n_expected: int) -> ValidationResult:
+    by_draft: dict[str | None, list[Finding]] = defaultdict(list)
+    for invoice_id, f in found:
+        by_draft[invoice_id].append(f)
     drafts = []
     for h in sorted(heads, key=lambda h: h["x_inv"]):
         fs = sorted(by_draft.get(h["x_inv"], []), key=lambda f: (-f.amount_at_risk, f.category, f.subject))
         hold = any(SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[hold_on] for f in fs)
         drafts.append(DraftVerdict(h["x_inv"], h["x_customer"], h["x_currency"], h["x_total"],
                                    "hold" if hold else "ok", sum(f.amount_at_risk for f in fs), fs))
-    missing = [DraftFinding(None, "missing_invoice", f"{r['m_contract']}@{r['m_bill']}", r["m_customer"],
-                            r["m_currency"], r["m_net"], str(r["m_net"]), "none",
-                            f"Contract {r['m_contract']} is due an invoice on {r['m_bill']} ({r['m_expl']}) but has "
-                            "no draft.", r["m_bill"].strftime("%Y-%m"),
-                            severity_of(r["m_net"], r["m_currency"], severity)) for r in missing_rows]
+    missing = sorted(by_draft.get(None, []), key=lambda f: f.subject)
     return ValidationResult(drafts, missing, n_expected, hold_on)
 
 

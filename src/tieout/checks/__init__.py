@@ -4,6 +4,7 @@ from tieout.checks import billing_subscriptions as _billing_subscriptions  # noq
 from tieout.checks import crm_operations as _crm_operations  # noqa: F401
 from tieout.checks import gateway_billing as _gateway_billing  # noqa: F401
 from tieout.checks import gl_cash as _gl_cash  # noqa: F401
+from tieout.checks import pre_invoice as _pre_invoice  # noqa: F401
 from tieout.checks.registry import (
     CHECKS,
     FINDING_COLUMNS,

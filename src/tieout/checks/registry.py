@@ -100,6 +100,7 @@ class Check:
     version: str = ""  # content hash of the definition, recorded with each run
     severity: str | None = None  # fixed severity (custom rules); None: from money at risk
     mode: str = "active"  # the rule's own mode; `checks.<name>.mode` and `run --shadow` override it
+    needs_catalog: bool = False  # runs only with a billing catalog (`billing:` products); else skipped
 
     @property
     def cases_file(self) -> Path:
@@ -141,6 +142,7 @@ def register_check(
     categories: tuple[str, ...],
     tables: tuple[str, ...],
     explanations: dict[str, str],
+    needs_catalog: bool = False,
 ) -> Callable[[CheckFn], CheckFn]:
     def deco(fn: CheckFn) -> CheckFn:
         origin, line, version = _definition(fn)
@@ -153,7 +155,8 @@ def register_check(
             raise ValueError(f"check '{name}' has no explanation for {sorted(missing)}")
         kind: RuleKind = "builtin" if fn.__module__.startswith("tieout.checks.") else "python"
         CHECKS[name] = Check(name, (fn.__doc__ or "").strip(), params, categories, tables, fn, explanations,
-                             kind=kind, module=fn.__module__, origin=origin, line=line, version=version)
+                             kind=kind, module=fn.__module__, origin=origin, line=line, version=version,
+                             needs_catalog=needs_catalog)
         return fn
 
     return deco

@@ -20,18 +20,24 @@ from tieout.errors import ExitCode
 def validate(
     config: Path = CONFIG_OPT,
     show_ok: bool = typer.Option(False, "--show-ok", help="List the drafts that pass too."),
+    drafts: Path | None = typer.Option(None, "--drafts", help="Draft invoices and their lines from this CSV, XLSX "
+                                       "or JSON file (docs/billing.md) instead of the configured invoice sources."),
 ) -> None:
     """Pre-invoice validation: each draft invoice against its expected invoice; ok or hold, with reasons."""
+    from tieout.billing.draft_file import read_drafts
     from tieout.billing.validate import validate_drafts
     from tieout.config import load_config
     from tieout.engines import create_engine
     from tieout.pipeline import ingest
 
     cfg = load_config(config)
+    from_file = read_drafts(drafts) if drafts is not None else {}  # a bad file stops before the sources are read
     engine = create_engine(cfg.engine)
     try:
         with _out().status("reading sources…"):
             tables, counts, quarantined, _inputs = ingest(cfg, engine, lambda _m: None)
+        for name, data in from_file.items():
+            tables[name] = engine.from_arrow(f"drafts_{name}", data)
         result = validate_drafts(engine, cfg.billing, cfg.severity, tables)
     finally:
         engine.close()

@@ -27,6 +27,9 @@ DEFECTS = ("price_mismatch", "quantity_mismatch", "proration_error", "duplicate_
            "overlapping_subscriptions", "billed_after_cancellation", "unbilled_usage", "overbilled_usage",
            "entitlement_exceeded_unbilled", "missing_invoice", "tax_mismatch", "currency_mismatch",
            "sku_not_in_catalog", "discount_not_approved", "contract_incomplete")
+# The same categories again on other contract shapes: a pause billed as if it never happened, and a
+# fixed coupon (not stackable) taken on both plans of one invoice.
+VARIANTS = (("proration_error", "pause"), ("duplicate_discount", "two_plans"))
 
 CATALOG_YAML = """\
 billing:
@@ -65,6 +68,7 @@ billing:
   coupons:
     - {code: WELCOME20, percent_off: 20, duration: repeating, periods: 6}
     - {code: BIG50, percent_off: 50, duration: forever}
+    - {code: TENOFF, amount_off: "10.00", currency: USD, duration: forever}
   tax_rates:
     - {jurisdiction: US-NY, tax_code: standard, rate: "8.875"}
     - {jurisdiction: DE, tax_code: standard, rate: 19}
@@ -134,11 +138,13 @@ def write_drafts(path: Path, contracts: int = 60, seed: int = 7) -> DraftManifes
     cfg = BillingConfig.model_validate(_catalog_dict())
     out = _Out()
     man = DraftManifest()
-    kinds = ["pro", "pro", "upgrade", "team", "api", "storage", "sms", "annual", "jpy", "support"]
-    plan = list(DEFECTS) + [None] * max(contracts - len(DEFECTS), 0)
-    for i, defect in enumerate(plan):
-        kind = kinds[i % len(kinds)]
-        _contract(out, man, cfg, i, _kind_for(defect, kind), defect, rng)
+    kinds = ["pro", "pro", "upgrade", "team", "api", "storage", "sms", "annual", "jpy", "support", "pause",
+             "two_plans"]
+    plan: list[tuple[str | None, str | None]] = [(d, None) for d in DEFECTS] + list(VARIANTS)
+    plan += [(None, None)] * max(contracts - len(plan), 0)
+    for i, (defect, forced) in enumerate(plan):
+        kind = forced or _kind_for(defect, kinds[i % len(kinds)])
+        _contract(out, man, cfg, i, kind, defect, rng)
     d = path / "data" / "billing"
     d.mkdir(parents=True, exist_ok=True)
     _write(d / "customers.csv", out.customers, ["customer_id", "name", "email", "jurisdiction", "tax_id",
@@ -157,9 +163,28 @@ def write_drafts(path: Path, contracts: int = 60, seed: int = 7) -> DraftManifes
     _write(d / "draft_invoice_lines.csv", out.lines, ["invoice_id", "line_id", "sku", "kind", "quantity",
                                                       "unit_amount", "amount", "discount", "tax", "currency",
                                                       "period_start", "period_end", "proration"])
+    (d / "drafts.json").write_text(_drafts_json(out), encoding="utf-8")  # the same drafts: validate --drafts
     (path / "validate.yaml").write_text(SOURCES_YAML + CATALOG_YAML, encoding="utf-8")
     (path / "validate_manifest.json").write_text(man.to_json(), encoding="utf-8")
     return man
+
+
+def _drafts_json(out: _Out) -> str:
+    """The drafts in the JSON layout of `tieout validate --drafts` (docs/billing.md): invoices with lines."""
+    drafts: dict[str, dict[str, Any]] = {}
+    for h in out.invoices:
+        drafts[h["invoice_id"]] = {"invoice_id": h["invoice_id"], "customer_id": h["customer_id"],
+                                   "subscription_id": h["subscription_id"],
+                                   "invoice_date": h["period_start"].isoformat(), "currency": h["currency"],
+                                   "status": h["status"], "lines": []}
+    for ln in out.lines:
+        cur = ln["currency"]
+        drafts[ln["invoice_id"]]["lines"].append({
+            "line_id": ln["line_id"], "sku": ln["sku"], "kind": ln["kind"], "quantity": ln["quantity"],
+            **{k: _text(k, ln[k], cur) for k in ("unit_amount", "amount", "discount", "tax")},
+            "period_start": ln["period_start"].isoformat(), "period_end": ln["period_end"].isoformat(),
+            "proration": ln["proration"]})
+    return json.dumps(list(drafts.values()), indent=1)
 
 
 def _catalog_dict() -> dict[str, Any]:
@@ -209,6 +234,17 @@ def _contract(out: _Out, man: DraftManifest, cfg: BillingConfig, i: int, kind: s
             segs[0]["coupon"], segs[0]["start_date"] = "WELCOME20", date(2026, 8, 1)
         if defect == "discount_not_approved":
             segs[0]["coupon"] = "BIG50"
+    elif kind == "pause":  # paused inside September, resumed before its end: only the active days are billed
+        paused, resumed = date(2026, 9, rng.randint(2, 14)), date(2026, 9, rng.randint(15, 28))
+        plan = {**base, "sku": "PRO", "quantity": qty, "unit_amount": 4900}
+        segs.append({**plan, "subscription_id": sid, "end_date": paused})
+        segs.append({**plan, "subscription_id": sid + "-P", "start_date": paused, "end_date": resumed,
+                     "status": "paused"})
+        segs.append({**plan, "subscription_id": sid + "-R", "start_date": resumed})
+    elif kind == "two_plans":  # seats and a team plan on one contract, a fixed coupon on both
+        segs.append({**base, "subscription_id": sid, "sku": "PRO", "quantity": qty, "unit_amount": 4900,
+                     "coupon": "TENOFF"})
+        segs.append({**base, "subscription_id": sid + "-T", "sku": "TEAM", "unit_amount": 19000, "coupon": "TENOFF"})
     elif kind == "upgrade":
         change = date(2026, 9, rng.randint(2, 28))
         segs.append({**base, "subscription_id": sid, "sku": "PRO", "quantity": qty, "unit_amount": 4900,
@@ -274,6 +310,8 @@ def _draft_lines(out: _Out, cfg: BillingConfig, segs: list[dict[str, Any]], jur:
     lines: list[dict[str, Any]] = []
     cycle_days = (CYCLE[1] - CYCLE[0]).days
     for s in segs:
+        if s["status"] == "paused":
+            continue
         product = cfg.product(s["sku"])
         if product is None:  # not in the catalog: the billing engine bills it at the contract price anyway
             lines.append({"sub": s, "sku": s["sku"], "kind": "recurring", "quantity": s["quantity"],
@@ -324,13 +362,16 @@ def _draft_lines(out: _Out, cfg: BillingConfig, segs: list[dict[str, Any]], jur:
         base = sum(ln["amount"] for ln in lines)
         lines.append({"sub": support[0], "sku": "SUPPORT", "kind": "percentage", "quantity": 1, "unit_amount": None,
                       "amount": round_minor(Decimal(base) * 10 / 100), "period": NEXT})
+    fixed_taken: set[str] = set()
     for ln in lines:
-        ln["discount"] = _discount(cfg, ln)
+        ln["discount"] = _discount(cfg, ln, fixed_taken)
     _finish(lines, jur)
     return lines
 
 
-def _discount(cfg: BillingConfig, ln: dict[str, Any]) -> int:
+def _discount(cfg: BillingConfig, ln: dict[str, Any], fixed_taken: set[str]) -> int:
+    """The contract discount, then the coupon on what remains; a fixed coupon once per invoice (its first
+    recurring line) unless stackable."""
     s = ln["sub"]
     size = abs(ln["amount"])
     cycle_start = ln["period"][0] if ln["kind"] == "recurring" else CYCLE[0]
@@ -342,6 +383,10 @@ def _discount(cfg: BillingConfig, ln: dict[str, Any]) -> int:
         n = (cycle_start.year - s["start_date"].year) * 12 + cycle_start.month - s["start_date"].month
         if coupon.periods_limit is None or n < coupon.periods_limit:
             d += round_minor(Decimal(size - d) * coupon.percent_off / 100)
+    if coupon is not None and coupon.amount_off is not None and ln["kind"] == "recurring" and (
+            coupon.stackable or coupon.code not in fixed_taken):
+        fixed_taken.add(coupon.code)
+        d += min(round_minor(coupon.amount_off * 100), size - d)
     signed: int = min(d, size) * (-1 if ln["amount"] < 0 else 1)
     return signed
 
@@ -367,8 +412,8 @@ def _inject(lines: list[dict[str, Any]], defect: str | None, jur: str) -> None:
         credit["amount"] = -credit["quantity"] * credit["unit_amount"]  # credited the whole month
         credit["tax"] = _tax(credit["amount"], jur)
         return
-    elif defect == "duplicate_discount":
-        ln["discount"] *= 2
+    elif defect == "duplicate_discount":  # a coupon taken twice: on the same line, or on a second one
+        ln["discount"] = ln["discount"] * 2 if ln["discount"] else min(1000, ln["amount"])
     elif defect == "expired_discount_applied":
         ln["discount"] = round_minor(Decimal(ln["amount"]) * 10 / 100)
     elif defect == "tax_mismatch":

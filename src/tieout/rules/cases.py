@@ -28,6 +28,7 @@ import pyarrow as pa
 import yaml
 from pydantic import ValidationError
 
+from tieout.billing.catalog import BillingConfig
 from tieout.checks.registry import FINDING_COLUMNS, Check, CheckContext
 from tieout.config import Location, _line_map, _Loader
 from tieout.engines.base import Engine
@@ -37,7 +38,7 @@ from tieout.normalize import ibis_type
 from tieout.rules.execute import evaluate
 from tieout.rules.failures import RuleError, first_line
 
-CASE_KEYS = ("name", "as_of", "home_currency", "params", "tables", "expect")
+CASE_KEYS = ("name", "as_of", "home_currency", "params", "tables", "expect", "billing")
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Case:
     params: dict[str, Any]
     tables: dict[str, list[dict[str, Any]]]
     expect: list[dict[str, Any]]
+    billing: dict[str, Any] = field(default_factory=dict)  # the `billing:` section (checks that price invoices)
 
 
 @dataclass
@@ -164,7 +166,7 @@ def load_cases(check: Check, path: Path | None = None) -> list[Case]:
             line=lines.get(("cases", i), 1),
             as_of=_value(Kind.DATE, as_of, at("cases", i, "as_of"), "as_of") if as_of else _latest(tables),
             home_currency=str(raw.get("home_currency") or "USD"), params=dict(raw.get("params") or {}),
-            tables=tables, expect=list(expect)))
+            tables=tables, expect=list(expect), billing=dict(raw.get("billing") or {})))
     return cases
 
 
@@ -231,11 +233,16 @@ def run_case(check: Check, case: Case, engine: Engine) -> CaseResult:
         first = exc.errors()[0]
         return CaseResult(case, error=f"params.{'.'.join(map(str, first['loc']))}: {first['msg']}")
     try:
+        billing = BillingConfig.model_validate(case.billing) if case.billing else None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return CaseResult(case, error=f"billing.{'.'.join(map(str, first['loc']))}: {first['msg']}")
+    try:
         tables = {name: engine.from_arrow(f"case_{name}", _arrow(name, case.tables.get(name, [])))
                   for name in dict.fromkeys([*check.tables, *case.tables]) if name in TABLES}
         if "entity_links" in check.tables:  # derived by a run's entity resolution, not given by a case
             tables["entity_links"] = _entity_links(engine, tables)
-        ctx = CheckContext(engine, tables, case.as_of, case.home_currency)
+        ctx = CheckContext(engine, tables, case.as_of, case.home_currency, billing=billing)
         rows = evaluate(check, ctx, [(None, params)])
     except RuleError as exc:
         return CaseResult(case, error=str(exc))

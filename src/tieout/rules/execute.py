@@ -140,6 +140,9 @@ def run_checks(cfg: Config, rules: RuleSet, ctx: CheckContext, shadow: Iterable[
         if missing:
             out.skipped[name] = f"no source for {', '.join(missing)}"
             continue
+        if check.needs_catalog and ctx.billing is None:
+            out.skipped[name] = "no billing catalog (`billing:` products in tieout.yaml)"
+            continue
         progress(f"check: {name}" + (" (shadow)" if mode == "shadow" else ""))
         t1 = time.perf_counter()
         try:
