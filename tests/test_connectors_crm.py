@@ -18,10 +18,9 @@ import yaml
 from tieout.cli import run_cli
 from tieout.config import Config, load_config, parse_config
 from tieout.demo import DEMO_CONFIG, generate_workspace
-from tieout.engines import create_engine
 from tieout.errors import ExitCode
-from tieout.pipeline import ingest, run
-from tieout.sources.connectors import pull_connectors, pull_source
+from tieout.pipeline import run
+from tieout.sources.connectors import pull_source
 from tieout.sources.retry import ConnectorAuthError, ConnectorError
 from tieout.sources.snapshots import last_pull
 
@@ -37,7 +36,7 @@ from .crm_servers import (
     salesforce_template,
     stamp,
 )
-from .vendor_servers import Fault
+from .vendor_servers import Fault, ingested
 
 SF_TOKEN = "00DPlantedOrg!AQ4AQPlantedSessionTokenX9"
 HS_TOKEN = "pat-na1-planted-0d9c8b7a-6e5f-4d3c-2b1a"
@@ -62,15 +61,8 @@ def _rows(path: Path) -> dict[str, dict[str, Any]]:
 def _ingested(cfg: Config, table: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Pull every connector source of `cfg`, ingest: the accepted rows of `table` and the quarantine,
     its reasons naming the API record."""
-    pulled = pull_connectors(cfg)
-    engine = create_engine("duckdb")
-    try:
-        tables, _, quarantined, inputs = ingest(pulled.config, engine, lambda _m: None)
-        accepted = tables[table].to_pyarrow().to_pylist()
-    finally:
-        engine.close()
-    pulled.annotate(inputs, quarantined)
-    return accepted, quarantined
+    rows, quarantined = ingested(cfg)
+    return rows[table], quarantined
 
 
 # --- Salesforce -------------------------------------------------------------------------------------

@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from tieout.config import Config, load_config, parse_config
-from tieout.engines import create_engine
-from tieout.pipeline import ingest, run
-from tieout.sources.connectors import pull_connectors, pull_source
+from tieout.pipeline import run
+from tieout.sources.connectors import pull_source
 from tieout.sources.retry import ConnectorAuthError, ConnectorError
 from tieout.sources.snapshots import last_pull
 from tieout.sources.xero import ms_date
@@ -44,6 +43,7 @@ from .ledger_servers import (
     xero_payment,
     xero_server,
 )
+from .vendor_servers import ingested
 
 QBO_TOKEN = "eyJQboPlantedAccessToken.0000000000000000"
 XERO_TOKEN = "eyJXeroPlantedAccessToken.000000000000000"
@@ -70,18 +70,6 @@ sources:
     path: pulls/{name}
     options: {json.dumps(options)}
 """, tmp_path / "tieout.yaml")
-
-
-def _ingested(cfg: Config) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    pulled = pull_connectors(cfg)
-    engine = create_engine("duckdb")
-    try:
-        tables, _, quarantined, inputs = ingest(pulled.config, engine, lambda _m: None)
-        out = {name: t.to_pyarrow().to_pylist() for name, t in tables.items()}
-    finally:
-        engine.close()
-    pulled.annotate(inputs, quarantined)
-    return out, quarantined
 
 
 # --- QuickBooks Online ---------------------------------------------------------------------------------------
@@ -162,7 +150,7 @@ def test_qbo_bad_records_are_quarantined_naming_record_and_field(tmp_path: Path,
         qbo_payment("3", "2026-07-03", "2026-07-03T10:00:00Z", "30.00", method="Bitcoin"),
         qbo_payment("4", "2026-07-04T10:00:00 PST", "2026-07-04T10:00:00Z", "40.00"),
         qbo_payment("5", "2026-07-05", "2026-07-05T10:00:00Z", "50.00", method=None)]
-    tables, quarantined = _ingested(_config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo)))
+    tables, quarantined = ingested(_config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo)))
     payments = {p["payment_id"]: p for p in tables["payments"]}
     assert sorted(payments) == ["1", "5"]
     assert (payments["1"]["amount"], payments["1"]["method"], payments["1"]["invoice_id"]) == (125050, "card", "INV-7")
@@ -190,7 +178,7 @@ def test_qbo_report_deposits_and_journals_become_ledger_lines(tmp_path: Path, qb
         f"  - {{name: {n}, format: quickbooks_api.{n}, path: pulls/{n}, "
         f"options: {json.dumps(_qbo_options(qbo, **o))}}}\n"
         for n, o in (("general_ledger", opts), ("deposits", {}), ("journal_entries", {})))
-    tables, quarantined = _ingested(parse_config(text, tmp_path / "tieout.yaml"))
+    tables, quarantined = ingested(parse_config(text, tmp_path / "tieout.yaml"))
     lines = sorted((r["source_ref"].split("/")[1], str(r["posted_at"]), r["account"], r["debit"], r["credit"],
                     r["currency"], r["journal_type"]) for r in tables["gl_entries"])
     assert [x[1:] for x in lines if x[0] == "general_ledger"] == [
@@ -213,7 +201,7 @@ def test_qbo_report_with_a_renamed_column_quarantines_every_line(tmp_path: Path,
     entry = GlEntry("Checking", "2026-07-03", "Deposit", "145", "", "", "m", Decimal("5.00"))
     qbo.report = general_ledger_report([entry], "2026-07-01", "2026-07-31", rename={"tx_date": "date"})
     qbo.report["Columns"]["Column"][0]["ColTitle"] = "Txn Date"
-    tables, quarantined = _ingested(_config(tmp_path, "quickbooks_api.general_ledger", _qbo_options(qbo)))
+    tables, quarantined = ingested(_config(tmp_path, "quickbooks_api.general_ledger", _qbo_options(qbo)))
     assert tables["gl_entries"] == [] and len(quarantined) == 1
     q = quarantined[0]
     assert q["column_name"] == "posted_at" and q["reason"].startswith("record Deposit:145:Checking:1: required")
@@ -310,7 +298,7 @@ def test_xero_records_map_onto_the_ledger_and_bad_ones_are_quarantined(tmp_path:
         f"  - {{name: {n}, format: xero.{n}, path: pulls/{n}, "
         f"options: {json.dumps(_xero_options(xero, account_names=names))}}}\n"
         for n in ("bank_transactions", "manual_journals", "payments"))
-    tables, quarantined = _ingested(parse_config(text, tmp_path / "tieout.yaml"))
+    tables, quarantined = ingested(parse_config(text, tmp_path / "tieout.yaml"))
     gl = sorted((r["entry_id"], str(r["posted_at"]), r["account"], r["debit"], r["credit"], r["journal_type"])
                 for r in tables["gl_entries"])
     assert gl == [

@@ -15,10 +15,11 @@ import pytest
 from tieout.config import Config, parse_config
 from tieout.engines import create_engine
 from tieout.pipeline import ingest
-from tieout.sources.connectors import pull_connectors, pull_source
+from tieout.sources.connectors import pull_source
 from tieout.sources.retry import ConnectorAuthError, ConnectorError
 from tieout.sources.snapshots import last_pull
 
+from .vendor_servers import ingested
 from .zuora_server import (
     Fault,
     ZuoraServer,
@@ -168,14 +169,7 @@ def test_streams_map_onto_the_canonical_tables_and_bad_records_are_quarantined(t
     cfg = parse_config("sources:\n" + "".join(
         f"  - {{name: z_{s}, format: zuora.{s}, path: pulls/{s}, options: {opts}}}\n"
         for s in ("accounts", "subscriptions", "invoices", "invoice_items", "payments")), tmp_path / "tieout.yaml")
-    pulled = pull_connectors(cfg)
-    engine = create_engine("duckdb")
-    try:
-        tables, _, quarantined, inputs = ingest(pulled.config, engine, lambda _m: None)
-        got = {name: t.to_pyarrow().to_pylist() for name, t in tables.items()}
-    finally:
-        engine.close()
-    pulled.annotate(inputs, quarantined)
+    got, quarantined = ingested(cfg)
     customers = {r["customer_id"]: r for r in got["customers"]}
     assert (customers["A-001"]["name"], customers["A-001"]["email"]) == ("Acme Corp", "ap@acme.example")
     subs = {r["subscription_id"]: r for r in got["subscriptions"]}
