@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ibis
@@ -52,8 +52,7 @@ def findings_expr(check: Check, ctx: CheckContext, variants: Variants) -> ir.Tab
     parts = []
     for k, (_, params) in enumerate(variants):
         # A fresh context per variant: checks memoize intermediate results (matches) by name.
-        vctx = ctx if k == 0 else CheckContext(ctx.engine, ctx.tables, ctx.as_of, ctx.home_currency,
-                                                billing=ctx.billing)
+        vctx = ctx if k == 0 else replace(ctx, cache={})
         out = _scope_index(check.run(vctx, params), ctx, scopes)
         parts.append(out.filter(out._scope == k - 1).select(*FINDING_COLUMNS))
     return ibis.union(*parts, distinct=False)
