@@ -214,11 +214,12 @@ def _run_and_report(cfg: Config, fail_on: str, shadow: Sequence[str] = (),
 
 
 @contextmanager
-def _open_store(config: Path) -> Iterator[Store]:
+def _open_store(config: Path | Config) -> Iterator[Store]:
+    """The store of a config file (or of a config already loaded)."""
     from tieout.config import load_config
     from tieout.store import Store
 
-    store = Store(load_config(config).store_url())
+    store = Store((config if not isinstance(config, Path) else load_config(config)).store_url())
     try:
         yield store
     finally:

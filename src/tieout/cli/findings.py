@@ -31,6 +31,7 @@ from tieout.cli import (
 from tieout.reports.export import ExportFormat
 
 if TYPE_CHECKING:
+    from tieout.config import Config
     from tieout.lifecycle import Change
     from tieout.store import FindingEventRow, FindingRow, Store
 
@@ -229,21 +230,22 @@ def findings_export(
 
 
 def _apply(config: Path, changes: list[Change], actor: str | None, source: str = "cli") -> None:
-    with _open_store(config) as store:
-        events = _apply_and_notify(config, store, changes, actor, source)
+    from tieout.config import load_config
+
+    cfg = load_config(config)
+    with _open_store(cfg) as store:
+        events = _apply_and_notify(cfg, store, changes, actor, source)
     out = _out()
     for ev in events:
         out.print(_event_line(ev).append(f"  {ev.finding_id}"))
 
 
-def _apply_and_notify(config: Path, store: Store, changes: list[Change], actor: str | None,
+def _apply_and_notify(cfg: Config, store: Store, changes: list[Change], actor: str | None,
                       source: str) -> list[FindingEventRow]:
     """Apply the changes; an assignment is news for the new owner: queued with the change and sent
     now, as a run sends its notices."""
-    from tieout.config import load_config
     from tieout.notify.outbox import dispatch, notice_plan
 
-    cfg = load_config(config)
     notify = bool(cfg.notify.channels) and any(c.action == "assign" for c in changes)
     events = store.apply(changes, actor_name(actor), source, notice_plan(cfg.notify) if notify else None)
     if notify:
@@ -329,10 +331,12 @@ def findings_import(
     config: Path = CONFIG_OPT,
 ) -> None:
     """Apply the status and owner edits of an exported spreadsheet, all or nothing."""
+    from tieout.config import load_config
     from tieout.lifecycle import bulk_changes, read_bulk_edits
 
     edits = read_bulk_edits(file)
-    with _open_store(config) as store:
+    cfg = load_config(config)
+    with _open_store(cfg) as store:
         ids = sorted({e.values.get("finding_id", "") for e in edits})
         current = {r.finding_id: (r.status, r.owner) for r in store.findings(ids=ids)}
         changes = bulk_changes(file, edits, current)
@@ -346,5 +350,5 @@ def findings_import(
                                + (f" resolution={c.resolution}" if c.resolution else "")))
             out.print(f"{len(changes)} changes valid (dry run: nothing written)")
             return
-        _apply_and_notify(config, store, changes, actor, f"import {file.name}")
+        _apply_and_notify(cfg, store, changes, actor, f"import {file.name}")
     out.print(f"applied {len(changes)} changes from {file}")
