@@ -27,6 +27,22 @@ from werkzeug import Request, Response
 from .vendor_servers import SAMPLES, VendorServer, _json, _Prefix
 
 SF_VERSION = "59.0"
+# The partner WSDL's loginResponse and LoginFault, as Salesforce's SOAP API documents them.
+_SOAP_LOGIN = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com"
+ xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result>
+<metadataServerUrl>{url}/services/Soap/m/{version}/{org}</metadataServerUrl><passwordExpired>false</passwordExpired>
+<sandbox>false</sandbox><serverUrl>{url}/services/Soap/u/{version}/{org}</serverUrl><sessionId>{session}</sessionId>
+<userId>0055e000001Ab2cAAC</userId><userInfo><organizationId>{org}</organizationId><userName>{user}</userName>
+</userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"""
+_SOAP_FAULT = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<soapenv:Body><soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username,
+ password, security token; or user locked out.</faultstring><detail><sf:LoginFault xsi:type="sf:LoginFault">
+<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token;
+ or user locked out.</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body>
+</soapenv:Envelope>"""
 
 
 def _api_name(column: str) -> str:
@@ -109,9 +125,19 @@ class SalesforceServer(VendorServer):
     schema: dict[str, set[str]] = field(default_factory=dict)  # fields of an object beyond its records'
     jobs_in_progress: int = 0  # state checks answering InProgress before JobComplete
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # Logins that give the session id (`api_key`): SOAP username-password, OAuth 2.0 JWT bearer.
+    username: str = "integration@acme.example"
+    password: str = ""
+    security_token: str = ""
+    consumer_key: str = ""
+    public_key_pem: bytes = b""  # the certificate's key the connected app holds, for JWT signatures
 
     def handle(self, request: Request) -> Response:
         self.requests.append(f"{request.method} {request.full_path}")
+        if request.method == "POST" and request.path == f"/services/Soap/u/{SF_VERSION}":
+            return self._soap_login(request)
+        if request.method == "POST" and request.path == "/services/oauth2/token":
+            return self._token(request)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _json([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401)
         rest = request.path.split(f"/services/data/v{SF_VERSION}/", 1)[-1]
@@ -155,6 +181,43 @@ class SalesforceServer(VendorServer):
             return self._bulk_results(job.group(1), request.args)
         return _json([{"message": f"The requested resource does not exist: {request.path}",
                        "errorCode": "NOT_FOUND"}], 404)
+
+    def _soap_login(self, request: Request) -> Response:
+        """The partner API's `login` call: a loginResponse with serverUrl and sessionId, or (HTTP 500, as
+        Salesforce answers) a LoginFault."""
+        from xml.etree import ElementTree
+
+        ns = {"urn": "urn:partner.soap.sforce.com"}
+        body = ElementTree.fromstring(request.get_data())
+        user = body.findtext(".//urn:login/urn:username", namespaces=ns)
+        given = body.findtext(".//urn:login/urn:password", namespaces=ns)
+        if request.headers.get("SOAPAction") != "login" or user != self.username or \
+                given != self.password + self.security_token:
+            return Response(_SOAP_FAULT, status=500, content_type="text/xml; charset=utf-8")
+        org = "00D5e000000Planted"
+        return Response(_SOAP_LOGIN.format(url=self.url, version=SF_VERSION, org=org, session=self.api_key,
+                                           user=self.username), content_type="text/xml; charset=utf-8")
+
+    def _token(self, request: Request) -> Response:
+        """The OAuth 2.0 token endpoint, JWT bearer grant: the assertion signed (RS256) with the connected
+        app's key, issued by its consumer key for the user, audience the login host."""
+        import jwt
+
+        form = request.form
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return _json({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
+        try:
+            claims = jwt.decode(form.get("assertion", ""), self.public_key_pem, algorithms=["RS256"],
+                                audience="https://login.salesforce.com", options={"require": ["exp", "iss", "sub"]})
+        except jwt.PyJWTError:
+            return _json({"error": "invalid_grant", "error_description": "invalid assertion"}, 400)
+        if claims["iss"] != self.consumer_key:
+            return _json({"error": "invalid_client_id", "error_description": "client identifier invalid"}, 400)
+        if claims["sub"] != self.username:
+            return _json({"error": "invalid_grant", "error_description": "user not found"}, 400)
+        return _json({"access_token": self.api_key, "scope": "api", "instance_url": self.url,
+                      "id": "https://login.salesforce.com/id/00D5e000000Planted/0055e000001Ab2c",
+                      "token_type": "Bearer"})
 
     def _select(self, soql: str, deleted: bool) -> tuple[list[str], list[dict[str, Any]]]:
         m = _SOQL.match(" ".join(soql.split()))
@@ -248,7 +311,7 @@ def _serve_any(prefix: str, server_of: Any) -> Iterator[Any]:
 
 @contextmanager
 def salesforce_server(token: str) -> Iterator[SalesforceServer]:
-    with _serve_any("/services/data/", lambda http: SalesforceServer(http, token)) as server:
+    with _serve_any("/services/", lambda http: SalesforceServer(http, token)) as server:
         yield server
 
 
@@ -316,7 +379,8 @@ def hubspot_company(n: int, modified: int, **properties: Any) -> dict[str, Any]:
 
 @dataclass
 class HubSpotServer(VendorServer):
-    """CRM v3 objects (`GET /crm/v3/objects/<type>` with `after` paging and `properties`; `POST
+    """CRM v3 objects (`GET /crm/v3/objects/<type>` with `after` paging, `properties` and `archived`
+    (true: only archived objects, with `archivedAt`; search never returns them); `POST
     .../search` with a GTE filter and ascending sort on a property, the 10,000-result window) and v4
     association batch reads. Bearer private-app token. A requested property the object type lacks is
     left out of the answer, as HubSpot does. Objects keep their associations under `_<type>` keys.
@@ -356,6 +420,8 @@ class HubSpotServer(VendorServer):
             answer = self._page(items, props, start, limit)
             answer["total"] = len(items)
             return _json(answer)
+        if (request.args.get("archived") or "").lower() == "true":  # only the archived objects (the SDK sends True)
+            pool = [o for o in self.objects.get(kind, []) if o.get("archived")]
         items = sorted(pool, key=lambda o: int(o["id"]))
         return _json(self._page(items, request.args.getlist("properties"), int(request.args.get("after", 0)),
                                 int(request.args.get("limit", 10))))
@@ -395,3 +461,50 @@ def _hs_time(value: str | None) -> datetime:
 def hubspot_server(token: str) -> Iterator[HubSpotServer]:
     with _serve_any("/crm/", lambda http: HubSpotServer(http, token)) as server:
         yield server
+
+
+# --- the demo's CRM as HubSpot objects ----------------------------------------------------------------
+
+
+HUBSPOT_OWNERS = {"ana": "31207954", "ben": "31207955", "chloe": "31207956", "dana": "31207957", "eve": "31207958"}
+
+
+def demo_hubspot_objects(workspace: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """The demo workspace's CRM exports as HubSpot CRM objects: companies (the export's custom fields as
+    custom properties billing_account_number, account_status, go_live_date, provider_count), one deal
+    per company, and a line item (hs_sku, custom property product_status) per product on that deal.
+    Also the export's account ids -> the HubSpot company ids they became."""
+    data = workspace / "data"
+    companies: list[dict[str, Any]] = []
+    company_of: dict[str, str] = {}
+    with (data / "crm_accounts.csv").open(newline="", encoding="utf-8") as fh:
+        for i, r in enumerate(csv.DictReader(fh)):
+            go_live = r["Go_Live_Date__c"]
+            c = hubspot_company(i, 1_780_000_000 + i, name=r["Name"], hubspot_owner_id=HUBSPOT_OWNERS.get(r["Owner"]),
+                                lifecyclestage="customer",
+                                billing_account_number=r["Billing_Account_Number__c"] or None,
+                                account_status=r["Status__c"] or None, provider_count=r["Provider_Count__c"] or None,
+                                go_live_date=datetime.strptime(go_live, "%m/%d/%Y").date().isoformat()
+                                if go_live else None)
+            company_of[r["Id"]] = c["id"]
+            companies.append(c)
+    deals: dict[str, dict[str, Any]] = {}
+    items: list[dict[str, Any]] = []
+    with (data / "crm_products.csv").open(newline="", encoding="utf-8") as fh:
+        for i, r in enumerate(csv.DictReader(fh)):
+            company = company_of.setdefault(r["Account__c"], str(9_000_000_000 + 5_000 + len(company_of)))
+            deal = deals.get(company)
+            if deal is None:
+                deal = hubspot_template("deal", len(deals))
+                deal["id"] = str(7_000_000_000 + len(deals))
+                deal["properties"].update(hs_lastmodifieddate=hs_time(1_780_000_000), createdate=hs_time(1_770_000_000))
+                deal["_companies"] = [company]
+                deals[company] = deal
+            items.append({"id": str(5_000_000_000 + i), "archived": False, "createdAt": hs_time(1_770_000_000),
+                          "updatedAt": hs_time(1_780_000_000 + i), "_deals": [deal["id"]],
+                          "properties": {"hs_sku": r["Product_Code__c"], "name": r["Product_Code__c"],
+                                         "quantity": "1", "price": "0", "hs_product_id": None,
+                                         "createdate": hs_time(1_770_000_000),
+                                         "hs_lastmodifieddate": hs_time(1_780_000_000 + i),
+                                         "product_status": r["Status__c"] or None}})
+    return {"companies": companies, "deals": list(deals.values()), "line_items": items}, company_of

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,8 @@ def gl_entries_from_export(path: Path) -> list[GlEntry]:
 
 @dataclass
 class QuickBooksServer(VendorServer):
-    """/v3/company/<realm>/query and /reports/GeneralLedger with Bearer tokens; /oauth2/… token endpoint."""
+    """/v3/company/<realm>/query, /cdc and /reports/GeneralLedger with Bearer tokens; /oauth2/… token
+    endpoint. An object marked `_deleted` is left out of queries and comes from /cdc as deleted."""
 
     refresh_token: str = "AB11refreshPlanted0000000000000000000000"
     report: dict[str, Any] | None = None
@@ -197,9 +198,26 @@ class QuickBooksServer(VendorServer):
                 return fault
             self.report_params.append(dict(request.args))
             return _json(self.report or general_ledger_report([], request.args["start_date"], request.args["end_date"]))
+        if path == "cdc":
+            return self._cdc(request.args["entities"].split(","), datetime.fromisoformat(request.args["changedSince"]))
         if path != "query":
             return _json({"Fault": {"Error": [{"Message": "Unsupported Operation", "code": "500"}]}}, 400)
         return self._query(request.args["query"])
+
+    def _cdc(self, entities: list[str], since: datetime) -> Response:
+        """Change data capture: per entity, every object changed since `since`, a deleted one (`_deleted`)
+        as the documented stub `{"domain": "QBO", "status": "Deleted", "Id", "MetaData"}`."""
+        parts = []
+        for entity in entities:
+            fault = self.queued_fault(f"cdc:{entity}")
+            if fault is not None:
+                return fault
+            found = [({"domain": "QBO", "status": "Deleted", "Id": o["Id"], "MetaData": {
+                "LastUpdatedTime": o["MetaData"]["LastUpdatedTime"]}} if o.get("_deleted") else o)
+                for o in self.objects.get(entity, []) if _qbo_time(o) >= since]
+            parts.append({entity: found, "startPosition": 1, "maxResults": len(found), "totalCount": len(found)}
+                         if found else {})
+        return _json({"CDCResponse": [{"QueryResponse": parts}], "time": _server_time()})
 
     def _query(self, query: str) -> Response:
         found = re.fullmatch(r"select \* from (\w+)(?: where MetaData\.LastUpdatedTime >= '([^']+)')? "
@@ -211,14 +229,15 @@ class QuickBooksServer(VendorServer):
         fault = self.queued_fault(entity)
         if fault is not None:
             return fault
-        items = sorted(self.objects.get(entity, []), key=lambda o: (_qbo_time(o), o["Id"]))
+        items = sorted((o for o in self.objects.get(entity, []) if not o.get("_deleted")),
+                       key=lambda o: (_qbo_time(o), o["Id"]))
         if since:
             items = [o for o in items if _qbo_time(o) >= datetime.fromisoformat(since)]
         page = items[start - 1:start - 1 + size]
         answer: dict[str, Any] = {"startPosition": start, "maxResults": len(page)} if page else {}
         if page:
             answer[entity] = page
-        return _json({"QueryResponse": answer, "time": "2026-10-01T09:00:00.000-07:00"})
+        return _json({"QueryResponse": answer, "time": _server_time()})
 
     def _token(self, request: Request) -> Response:
         self.token_requests += 1
@@ -230,6 +249,11 @@ class QuickBooksServer(VendorServer):
             return _json({"error": "invalid_grant"}, 400)
         return _json({"token_type": "bearer", "access_token": self.api_key, "expires_in": 3600,
                       "refresh_token": self.refresh_token + "x", "x_refresh_token_expires_in": 8726400})
+
+
+def _server_time() -> str:
+    """The `time` QuickBooks stamps on every answer: the server's clock, in its own zone."""
+    return datetime.now(UTC).astimezone(timezone(timedelta(hours=-8))).isoformat(timespec="milliseconds")
 
 
 def _qbo_time(o: dict[str, Any]) -> datetime:

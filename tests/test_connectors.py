@@ -421,3 +421,54 @@ sources:
     assert not result.quarantined and "billing_subscriptions" in result.checks_run
     assert [(f.check, f.category, f.subject, f.expected, f.actual) for f in result.findings] == [
         ("billing_subscriptions", "quantity_mismatch", "in_2/il_2", "3", "4")]
+
+
+def test_stripe_deletions_between_incremental_pulls_reach_the_next_run(tmp_path: Path,
+                                                                       stripe_api: StripeServer) -> None:
+    """A deleted customer leaves the customers table; a deleted subscription (Stripe cancels it, its
+    `created` unchanged, so the incremental listing never sees it) is read canceled from its event."""
+    from .vendor_servers import pinned_ids, stripe_event, stripe_template, subscription, subscription_item
+
+    t0 = 1_780_000_000
+    customers = []
+    for n in range(1, 4):
+        c = stripe_template("customer")
+        c.update(id=f"cus_{n}", created=t0 + n, name=f"Customer {n}", email=f"billing{n}@example.com")
+        customers.append(c)
+    subs = [subscription(id=f"sub_{n}", created=t0 + n, customer=f"cus_{n}", status="active",
+                         items=[subscription_item(id=f"si_{n}", subscription=f"sub_{n}", product="prod_TEAM",
+                                                  unit_amount=2000, quantity=1)]) for n in (1, 2)]
+    stripe_api.objects.update(customers=customers, subscriptions=subs, events=[])
+    text = f"""
+sources:
+  - {{name: stripe_customers, format: stripe_api.customers, path: pulls/customers,
+     options: {{api_key: {KEY}, api_base: "{stripe_api.url}"}}}}
+  - {{name: stripe_subscriptions, format: stripe_api.subscriptions, path: pulls/subscriptions,
+     options: {{api_key: {KEY}, api_base: "{stripe_api.url}"}}}}
+"""
+    cfg = parse_config(text, tmp_path / "tieout.yaml")
+    first, _ = ingested(cfg)
+    assert sorted(r["customer_id"] for r in first["customers"]) == ["cus_1", "cus_2", "cus_3"]
+    assert {r["subscription_id"]: r["status"] for r in first["subscriptions"]} == {"sub_1": "active",
+                                                                                 "sub_2": "active"}
+    before = last_pull(tmp_path / "pulls/customers")
+    gone = stripe_api.objects["customers"].pop(1)  # DELETE /v1/customers/cus_2
+    canceled = subs[0] | {"status": "canceled", "ended_at": t0 + 500, "canceled_at": t0 + 500}
+    stripe_api.objects["subscriptions"][0] = canceled
+    stripe_api.objects["events"] = [
+        stripe_event(id="evt_1", created=t0 + 400, type="customer.deleted", obj=gone),
+        stripe_event(id="evt_2", created=t0 + 500, type="customer.subscription.deleted", obj=canceled),
+        stripe_event(id="evt_3", created=t0 + 600, type="invoice.paid", obj=stripe_template("invoice"))]
+    stripe_api.requests.clear()
+    second, _ = ingested(cfg)
+    assert any(r.startswith("/v1/events?") and "customer.deleted" in r for r in stripe_api.requests)
+    assert sorted(r["customer_id"] for r in second["customers"]) == ["cus_1", "cus_3"]
+    subs_after = {r["subscription_id"]: r for r in second["subscriptions"]}
+    assert (subs_after["sub_1"]["status"], str(subs_after["sub_1"]["end_date"])) == ("canceled", "2026-05-28")
+    assert subs_after["sub_2"]["status"] == "active"
+    after = last_pull(tmp_path / "pulls/customers")
+    assert after is not None and (after.mode, after.deleted, after.records) == ("incremental", 1, 2)
+    assert after.cursor["event_created"] == t0 + 400  # customer events only
+    pinned = parse_config(text.replace('api_base: "', 'snapshot: ' + str(before.pull_id if before else "") +
+                                       ', api_base: "', 1), tmp_path / "tieout.yaml")
+    assert pinned_ids(pinned, "id") == ["cus_1", "cus_2", "cus_3"]  # the earlier snapshot re-runs as it was

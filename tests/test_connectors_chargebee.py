@@ -18,7 +18,7 @@ from tieout.sources.connectors import pull_source
 from tieout.sources.retry import ConnectorAuthError, ConnectorError
 from tieout.sources.snapshots import last_pull
 
-from .vendor_servers import ChargebeeServer, Fault, chargebee_server, chargebee_template, ingested
+from .vendor_servers import ChargebeeServer, Fault, chargebee_server, chargebee_template, ingested, pinned_ids
 
 KEY = "test_cbPlantedKey_5f1e2d3c4b5a"
 
@@ -231,3 +231,20 @@ def test_invoice_lines_come_from_each_invoices_line_items(tmp_path: Path, cb: Ch
             str(first["period_end"])) == ("inv_1", "basic-USD-monthly", 3, 1000, 3000, 300, 270, "USD", "2026-07-01",
                                           "2026-08-01")
     assert (lines["li_2"]["sku"], lines["li_2"]["amount"]) == ("ssl-charge-USD", 2000)
+
+
+def test_a_record_deleted_between_incremental_pulls_leaves_the_next_run(tmp_path: Path, cb: ChargebeeServer) -> None:
+    cb.objects["invoices"] = [_invoice(i, 1_780_000_000 + i) for i in range(1, 4)]
+    cfg = _config(tmp_path, cb, "invoices")
+    first, _ = ingested(cfg)
+    assert sorted(r["invoice_id"] for r in first["invoices"]) == ["inv_1", "inv_2", "inv_3"]
+    before = last_pull(tmp_path / "pulls/invoices")
+    cb.objects["invoices"][1].update(deleted=True, updated_at=1_780_000_100)  # deleted in Chargebee
+    cb.requests.clear()
+    second, _ = ingested(cfg)
+    assert all("include_deleted=true" in r for r in cb.requests)
+    assert sorted(r["invoice_id"] for r in second["invoices"]) == ["inv_1", "inv_3"]
+    after = last_pull(tmp_path / "pulls/invoices")
+    assert after is not None and after.mode == "incremental" and after.deleted == 1 and after.records == 2
+    assert before is not None and pinned_ids(_config(tmp_path, cb, "invoices", snapshot=before.pull_id), "id") == [
+        "inv_1", "inv_2", "inv_3"]  # the earlier snapshot, pinned, still re-runs with the invoice

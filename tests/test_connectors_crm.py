@@ -25,8 +25,10 @@ from tieout.sources.retry import ConnectorAuthError, ConnectorError
 from tieout.sources.snapshots import last_pull
 
 from .crm_servers import (
+    SF_VERSION,
     HubSpotServer,
     SalesforceServer,
+    demo_hubspot_objects,
     demo_salesforce_objects,
     field_paths,
     hs_time,
@@ -36,7 +38,7 @@ from .crm_servers import (
     salesforce_template,
     stamp,
 )
-from .vendor_servers import Fault, ingested
+from .vendor_servers import Fault, ingested, pinned_ids
 
 SF_TOKEN = "00DPlantedOrg!AQ4AQPlantedSessionTokenX9"
 HS_TOKEN = "pat-na1-planted-0d9c8b7a-6e5f-4d3c-2b1a"
@@ -120,6 +122,60 @@ def test_salesforce_pages_incrementally_on_systemmodstamp_with_deletions(tmp_pat
     assert rows["0015e0000000000003AAA"]["Provider_Count__c"] is None
     assert "0015e0000000000004AAA" not in rows and rows["0015e0000000000005AAA"]["Owner.Name"] == "ana"
     assert second.cursor == {"SystemModstamp": "2026-05-28T20:43:21Z"}
+
+
+SF_PASSWORD = "Planted-Pa55word!"
+SF_SECURITY_TOKEN = "PlantedSecTok0a1b2c3d4e"
+
+
+def _rsa_key_pair() -> tuple[str, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def test_salesforce_logs_in_with_username_password_or_a_jwt_and_a_refused_login_stops(
+        tmp_path: Path, sf: SalesforceServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    sf.objects["Account"] = [_account(i, T0 + i) for i in range(3)]
+    sf.password, sf.security_token = SF_PASSWORD, SF_SECURITY_TOKEN
+    private, sf.public_key_pem = _rsa_key_pair()
+    sf.consumer_key = "3MVG9PlantedConsumerKey"
+    login = {"login_url": sf.url, "username": sf.username}
+    by_password = _one_source(tmp_path / "soap", "sf_accounts", "salesforce.accounts",
+                              {**login, "password": SF_PASSWORD, "security_token": SF_SECURITY_TOKEN})
+    record, _ = pull_source(by_password, 0, sleep=_no_wait)
+    assert record.records == 3 and sf.requests[0] == f"POST /services/Soap/u/{SF_VERSION}?"
+    assert sf.requests[1].startswith(f"GET /services/data/v{SF_VERSION}/queryAll")  # with the session id given
+    sf.requests.clear()
+    by_jwt = _one_source(tmp_path / "jwt", "sf_accounts", "salesforce.accounts",
+                         {**login, "client_id": sf.consumer_key, "private_key": private.replace("\n", "\\n")})
+    record, _ = pull_source(by_jwt, 0, sleep=_no_wait)
+    assert record.records == 3 and sf.requests[0] == "POST /services/oauth2/token?"
+    wrong = _one_source(tmp_path / "wrong", "sf_accounts", "salesforce.accounts",
+                        {**login, "password": SF_PASSWORD, "security_token": "PlantedWrongToken99"})
+    with pytest.raises(ConnectorAuthError) as caught:
+        pull_source(wrong, 0, sleep=_no_wait)
+    message = str(caught.value)
+    assert caught.value.exit_code == ExitCode.BAD_INPUT and "\n" not in message
+    assert message.startswith("source 'sf_accounts': authentication failed (login refused (INVALID_LOGIN")
+    assert "check options.username, password and security_token" in message
+    _, other = _rsa_key_pair()
+    sf.public_key_pem = other  # the app holds another certificate
+    with pytest.raises(ConnectorAuthError, match=r"invalid_grant: invalid assertion.*private_key"):
+        pull_source(by_jwt, 0, sleep=_no_wait)
+    for secret in (SF_PASSWORD, SF_SECURITY_TOKEN, "PlantedWrongToken99", SF_TOKEN, private.splitlines()[1]):
+        assert secret not in caplog.text and secret not in message
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes().decode("latin-1")
+            assert SF_TOKEN not in text and SF_PASSWORD not in text and SF_SECURITY_TOKEN not in text
 
 
 def test_salesforce_bulk_job_is_polled_and_read_by_locator(tmp_path: Path, sf: SalesforceServer) -> None:
@@ -236,7 +292,9 @@ def test_hubspot_companies_list_then_search_on_hs_lastmodifieddate(tmp_path: Pat
     monkeypatch.setattr("tieout.sources.hubspot.SEARCH_WINDOW", 3)  # the 10,000-result window, made small
     hs.search_window = 3
     second, _ = pull_source(cfg, 0, sleep=_no_wait)
-    assert all(r.startswith("POST /crm/v3/objects/companies/search") for r in hs.requests)
+    searches = [r for r in hs.requests if r.startswith("POST /crm/v3/objects/companies/search")]
+    assert hs.requests[len(searches):] == [  # then the archived ones, which search never returns
+        "GET /crm/v3/objects/companies?limit=3&properties=hs_object_id&archived=True"]
     assert (second.mode, second.pulled, second.records) == ("incremental", 3, 7)  # 6 (the cursor's), 2, 5
     rows = _rows(tmp_path / "pulls/companies" / second.snapshot)
     assert rows["9000000005"]["provider_count"] == "40" and rows["9000000005"]["lifecyclestage"] == "other"
@@ -245,8 +303,28 @@ def test_hubspot_companies_list_then_search_on_hs_lastmodifieddate(tmp_path: Pat
     hs.objects["companies"] = [hubspot_company(i, T0 + 200 + i) for i in range(7)]
     hs.requests.clear()
     third, _ = pull_source(cfg, 0, sleep=_no_wait)
-    assert (third.pulled, third.records) == (7, 7) and len(hs.requests) == 3  # 0-2; 2-4 less 2; 4-6 less 4
+    searches = [r for r in hs.requests if "/search" in r]
+    assert (third.pulled, third.records) == (7, 7) and len(searches) == 3  # 0-2; 2-4 less 2; 4-6 less 4
     assert third.cursor == {"hs_lastmodifieddate": "2026-05-28T20:30:06.000Z"}
+
+
+def test_hubspot_company_archived_between_incremental_pulls_leaves_the_next_run(tmp_path: Path,
+                                                                               hs: HubSpotServer) -> None:
+    hs.objects["companies"] = [hubspot_company(i, T0 + i) for i in range(4)]
+    cfg = _hs_config(tmp_path, hs)
+    first, _ = _ingested(cfg, "crm_accounts")
+    assert sorted(r["account_id"] for r in first) == ["9000000000", "9000000001", "9000000002", "9000000003"]
+    before = last_pull(tmp_path / "pulls/companies")
+    hs.objects["companies"][1].update(archived=True, archivedAt=hs_time(T0 + 50))  # deleted: in the recycle bin
+    hs.requests.clear()
+    second, _ = _ingested(cfg, "crm_accounts")
+    assert any(r.startswith("POST /crm/v3/objects/companies/search") for r in hs.requests)
+    assert any("archived=true" in r.lower() for r in hs.requests)
+    assert sorted(r["account_id"] for r in second) == ["9000000000", "9000000002", "9000000003"]
+    after = last_pull(tmp_path / "pulls/companies")
+    assert after is not None and (after.mode, after.deleted, after.records) == ("incremental", 1, 3)
+    assert before is not None and pinned_ids(_hs_config(tmp_path, hs, snapshot=before.pull_id), "id") == [
+        "9000000000", "9000000001", "9000000002", "9000000003"]  # the earlier snapshot still re-runs as it was
 
 
 def test_hubspot_line_items_carry_their_deal_and_company(tmp_path: Path, hs: HubSpotServer) -> None:
@@ -416,6 +494,37 @@ def test_run_with_crm_from_salesforce_finds_what_the_csv_finds(crm_demo: Path, t
     expected = {(c, subject) for check, c, subject in manifest["expected"] if check == "crm_operations"}
     assert {"missing_from_billing", "missing_from_crm", "seat_count_mismatch", "status_mismatch",
             "go_live_mismatch", "product_mismatch"} <= {c for c, _ in expected}
+    assert {(f.category, f.subject) for f in pulled.findings} == expected
+    read = {c.table: c.read for c in pulled.counts if c.table.startswith("crm_")}
+    assert read == {"crm_accounts": manifest["rows"]["crm_accounts.csv"],
+                    "crm_products": manifest["rows"]["crm_products.csv"]}
+    assert [q for q in pulled.quarantined if q.get("table_name", "").startswith("crm_")] == []
+
+
+@pytest.mark.e2e
+def test_run_with_crm_from_hubspot_finds_what_the_csv_finds(crm_demo: Path, tmp_path: Path) -> None:
+    """The same comparison from HubSpot: companies with the export's fields as custom properties, line
+    items on one deal per company. HubSpot names companies by its own ids, so a finding whose subject
+    is a CRM account id (`crm:<id>`) names the company the export's account became."""
+    objects, company_of = demo_hubspot_objects(crm_demo)
+    with hubspot_server(HS_TOKEN) as hs:
+        hs.objects.update(objects)
+        opts = {"api_base": hs.url, "access_token": "${HUBSPOT_ACCESS_TOKEN}"}
+        crm = {"crm_accounts": {"name": "crm_accounts", "format": "hubspot.companies", "path": "pulls/hs_companies",
+                                "columns": {"customer_id": "billing_account_number", "status": "account_status",
+                                            "go_live_date": "go_live_date", "seats": "provider_count"},
+                                "options": {**opts, "properties": ["billing_account_number", "account_status",
+                                                                   "go_live_date", "provider_count"]}},
+               "crm_products": {"name": "crm_products", "format": "hubspot.line_items", "path": "pulls/hs_items",
+                                "columns": {"status": "product_status"},
+                                "options": {**opts, "properties": ["product_status"]}}}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HUBSPOT_ACCESS_TOKEN", HS_TOKEN)
+            pulled = _run(tmp_path / "connected", _crm_config(crm_demo, crm))
+    manifest = json.loads((crm_demo / "manifest.json").read_text())
+    expected = {(c, "crm:" + company_of[subject[4:]] if subject.startswith("crm:") else subject)
+                for check, c, subject in manifest["expected"] if check == "crm_operations"}
+    assert any(subject.startswith("crm:") for _, subject in expected)
     assert {(f.category, f.subject) for f in pulled.findings} == expected
     read = {c.table: c.read for c in pulled.counts if c.table.startswith("crm_")}
     assert read == {"crm_accounts": manifest["rows"]["crm_accounts.csv"],

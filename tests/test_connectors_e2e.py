@@ -198,3 +198,52 @@ def test_a_planted_secret_appears_in_no_output(connected: ConnectedDemo, caplog:
     leaks = [(s, i) for i, text in enumerate(outputs) for s in secrets if s in text]
     assert leaks == []
     assert len(outputs) > 15 and any("tieout.db" in str(p) for p in ws.rglob("*"))
+
+
+def test_planted_oauth_credentials_appear_in_no_output(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The shared OAuth options (client id and secret, refresh token, the access token it gives) and the
+    Salesforce login's (password, security token, the session id it gives), planted through `${...}`:
+    `sources pull`, `sources test` and a refused login with --debug leave them in no output, log or file."""
+    from .crm_servers import salesforce_server, salesforce_template, stamp
+    from .ledger_servers import CLIENT_ID, CLIENT_SECRET, QBO_REALM, qbo_payment, quickbooks_server
+
+    caplog.set_level("DEBUG")
+    planted = {"QBO_CLIENT_ID": CLIENT_ID, "QBO_CLIENT_SECRET": CLIENT_SECRET,
+               "SF_PASSWORD": "Planted-SfPassword-77", "SF_SECURITY_TOKEN": "PlantedSfToken0011"}
+    with quickbooks_server("eyJPlantedQboAccess.000000000000") as qbo, \
+            salesforce_server("00DPlanted!SessionFromLogin0000") as sf:
+        qbo.objects["Payment"] = [qbo_payment("1", "2026-07-01", "2026-07-01T10:00:00Z", "10.00")]
+        account = salesforce_template("Account")
+        account.update(Id="0015e0000000000001AAA", IsDeleted=False, SystemModstamp=stamp(1_780_000_000),
+                       Name="Acme Dental Inc.", Owner={"attributes": {"type": "User"}, "Name": "ana"},
+                       Billing_Account_Number__c="C00001", Status__c="Live", Go_Live_Date__c="2026-07-01",
+                       Provider_Count__c=12.0)
+        sf.objects["Account"] = [account]
+        sf.password, sf.security_token = planted["SF_PASSWORD"], planted["SF_SECURITY_TOKEN"]
+        planted["QBO_REFRESH_TOKEN"] = qbo.refresh_token
+        cfg = {"secrets_file": "secrets.env", "sources": [
+            {"name": "books", "format": "quickbooks_api.payments", "path": "pulls/books", "options": {
+                "realm_id": QBO_REALM, "api_base": qbo.url, "token_url": qbo.token_url, "client_id": "${QBO_CLIENT_ID}",
+                "client_secret": "${QBO_CLIENT_SECRET}", "refresh_token": "${QBO_REFRESH_TOKEN}"}},
+            {"name": "crm_accounts", "format": "salesforce.accounts", "path": "pulls/crm", "options": {
+                "login_url": sf.url, "username": sf.username, "password": "${SF_PASSWORD}",
+                "security_token": "${SF_SECURITY_TOKEN}"}}]}
+        (tmp_path / "tieout.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        (tmp_path / "secrets.env").write_text("".join(f"{k}={v}\n" for k, v in planted.items()), encoding="utf-8")
+        config = str(tmp_path / "tieout.yaml")
+        outputs = []
+        for args in (["sources", "pull", "-c", config], ["sources", "test", "-c", config]):
+            code, text = _cli(*args)
+            assert code == ExitCode.CLEAN, (args, text)
+            outputs.append(text)
+        sf.password = "Changed-By-Admin-99"  # the planted password is now refused
+        code, text = _cli("--debug", "sources", "pull", "crm_accounts", "-c", config)
+        assert code == ExitCode.BAD_INPUT and "INVALID_LOGIN" in text and "security_token" in text
+        outputs.append(text)
+    outputs.append(caplog.text)
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "secrets.env":
+            outputs.append(path.read_bytes().decode("latin-1"))
+    secrets = (*planted.values(), "eyJPlantedQboAccess.000000000000", "00DPlanted!SessionFromLogin0000")
+    leaks = [(s, i) for i, text in enumerate(outputs) for s in secrets if s in text]
+    assert leaks == [] and len(outputs) > 6

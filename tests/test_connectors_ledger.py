@@ -43,7 +43,7 @@ from .ledger_servers import (
     xero_payment,
     xero_server,
 )
-from .vendor_servers import ingested
+from .vendor_servers import ingested, pinned_ids
 
 QBO_TOKEN = "eyJQboPlantedAccessToken.0000000000000000"
 XERO_TOKEN = "eyJXeroPlantedAccessToken.000000000000000"
@@ -93,13 +93,14 @@ def test_qbo_payments_page_through_the_query_endpoint_and_pull_incrementally(
                               for i in range(1, 6)]
     cfg = _config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo, page_size=2))
     first, _ = pull_source(cfg, 0, sleep=_no_wait)
-    assert first.records == 5 and first.cursor == {"last_updated": "2026-07-05T10:00:00-07:00"}
+    assert first.records == 5 and first.cursor["last_updated"] == "2026-07-05T10:00:00-07:00"
     assert [q.split("startposition+")[1].split("+")[0] for q in qbo.requests] == ["1", "3", "5"]
     assert qbo.token_requests == 1
     qbo.objects["Payment"][0] = qbo_payment("1", "2026-07-01", "2026-07-06T08:00:00-07:00", "99.99")
     qbo.requests.clear()
     second, _ = pull_source(cfg, 0, sleep=_no_wait)
-    assert "where MetaData.LastUpdatedTime >= '2026-07-05T10:00:00-07:00' orderby" in unquote_plus(qbo.requests[0])
+    queries = [unquote_plus(r) for r in qbo.requests if "/query?" in r]
+    assert "where MetaData.LastUpdatedTime >= '2026-07-05T10:00:00-07:00' orderby" in queries[0]
     assert second.mode == "incremental" and second.pulled == 2 and second.records == 5
     rows = {r["id"]: r for r in _rows(tmp_path / "pulls/books" / second.snapshot)}
     assert rows["1"]["total_amt"] == "99.99" and rows["2"]["total_amt"] == "200.10"  # exact decimal text
@@ -107,10 +108,35 @@ def test_qbo_payments_page_through_the_query_endpoint_and_pull_incrementally(
         assert secret not in caplog.text
 
 
+def test_qbo_payment_deleted_between_incremental_pulls_leaves_the_next_run(tmp_path: Path,
+                                                                          qbo: QuickBooksServer) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    qbo.objects["Payment"] = [qbo_payment(str(i), "2026-07-0" + str(i), f"2026-07-0{i}T10:00:00-07:00", f"{i}0.00")
+                              for i in range(1, 4)]
+    cfg = _config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo))
+    first, _ = ingested(cfg)
+    assert sorted(r["payment_id"] for r in first["payments"]) == ["1", "2", "3"]
+    before = last_pull(tmp_path / "pulls/books")
+    assert before is not None and before.cursor["checked_at"]  # the server's time of the full pull
+    # Deleted in QuickBooks after that pull (stamped by the server's clock, as CDC reports it).
+    qbo.objects["Payment"][1]["_deleted"] = True
+    qbo.objects["Payment"][1]["MetaData"]["LastUpdatedTime"] = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    qbo.requests.clear()
+    second, _ = ingested(cfg)
+    cdc = [unquote_plus(r) for r in qbo.requests if "/cdc?" in r]
+    assert len(cdc) == 1 and f"changedSince={before.cursor['checked_at']}" in cdc[0] and "entities=Payment" in cdc[0]
+    assert sorted(r["payment_id"] for r in second["payments"]) == ["1", "3"]
+    after = last_pull(tmp_path / "pulls/books")
+    assert after is not None and (after.mode, after.deleted, after.records) == ("incremental", 1, 2)
+    pinned = _config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo, snapshot=before.pull_id))
+    assert pinned_ids(pinned, "id") == ["1", "2", "3"]  # the earlier snapshot re-runs as it was
+
+
 def test_qbo_empty_answer_and_exact_page_end(tmp_path: Path, qbo: QuickBooksServer) -> None:
     cfg = _config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo, page_size=2))
     record, _ = pull_source(cfg, 0, sleep=_no_wait)
-    assert record.records == 0 and len(qbo.requests) == 1 and record.cursor == {"last_updated": None}
+    assert record.records == 0 and len(qbo.requests) == 1 and record.cursor["last_updated"] is None
     qbo.objects["Payment"] = [qbo_payment(str(i), "2026-07-01", f"2026-07-01T1{i}:00:00Z", "5.00") for i in range(4)]
     qbo.requests.clear()
     record, _ = pull_source(_config(tmp_path, "quickbooks_api.payments", _qbo_options(qbo, page_size=2,

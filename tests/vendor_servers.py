@@ -77,7 +77,8 @@ class VendorServer:
 @dataclass
 class StripeServer(VendorServer):
     """/v1/<resource> list endpoints with Stripe's cursor pagination, `created` filters, `expand`
-    of `data.source`, `payout=` on balance transactions and Bearer-key authentication."""
+    of `data.source`, `payout=` on balance transactions, `types[]` on events and Bearer-key
+    authentication."""
 
     def handle(self, request: Request) -> Response:
         resource = request.path.removeprefix("/v1/")
@@ -111,6 +112,9 @@ class StripeServer(VendorServer):
             items = sorted(self.objects[resource], key=lambda o: (o["created"], o["id"]), reverse=True)
         if "created[gte]" in args:
             items = [o for o in items if o["created"] >= int(args["created[gte]"])]
+        types = {v for k, v in args.items(multi=True) if k == "types" or k.startswith("types[")}
+        if types:  # the Events API's filter on event types
+            items = [o for o in items if o.get("type") in types]
         if "payout" in args:
             items = [o for o in items if o.get("_payout") == args["payout"]]
         if "subscription" in args:
@@ -168,7 +172,7 @@ class _Prefix(URIPattern):
 
 
 def stripe_server(api_key: str) -> contextlib.AbstractContextManager[StripeServer]:
-    return _serve("/v1/", lambda http: StripeServer(http, api_key))
+    return _serve("/v1/", lambda http: StripeServer(http, api_key, objects={"events": []}))  # no events yet
 
 
 def ingested(cfg: Config) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -187,6 +191,20 @@ def ingested(cfg: Config) -> tuple[dict[str, list[dict[str, Any]]], list[dict[st
         engine.close()
     pulled.annotate(inputs, quarantined)
     return rows, quarantined
+
+
+def pinned_ids(cfg: Config, column: str) -> list[str]:
+    """The record ids (`column`) of the snapshot the first source pins, after its checksum is verified:
+    what a run pinned to it reads."""
+    import pyarrow.parquet as pq
+
+    from tieout.sources.connectors import connector_options, pinned_snapshot, source_directory
+
+    pin = connector_options(cfg, 0).snapshot
+    assert pin is not None
+    record = pinned_snapshot(cfg, 0, pin)
+    path = source_directory(cfg, cfg.sources[0]) / record.snapshot
+    return sorted(str(v) for v in pq.read_table(path, columns=[column]).column(0).to_pylist())
 
 
 # --- objects ----------------------------------------------------------------------------------------
@@ -247,6 +265,13 @@ def subscription(*, id: str, created: int, customer: str, status: str, items: li
     sub["items"] = {"object": "list", "data": shown, "has_more": len(shown) < len(items),
                     "url": f"/v1/subscription_items?subscription={id}"}
     return sub
+
+
+def stripe_event(*, id: str, created: int, type: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """An Events API event (Stripe's example event) carrying `obj` as `data.object`."""
+    event = stripe_template("event")
+    event.update(id=id, created=created, type=type, data={"object": copy.deepcopy(obj)})
+    return event
 
 
 def invoice_with_lines(*, id: str, created: int, lines: list[dict[str, Any]], embedded: int | None = None,
@@ -423,7 +448,7 @@ def chargebee_credit_note(*, id: str, updated: int, status: str, total: int, cur
 @dataclass
 class ChargebeeServer(VendorServer):
     """/api/v2/<resource> list endpoints: offset pagination (`next_offset`), `updated_at[after]`,
-    `sort_by[asc]=updated_at`, HTTP Basic authentication with the API key as user name."""
+    `sort_by[asc]=updated_at`, `include_deleted`, HTTP Basic authentication with the API key as user name."""
 
     def handle(self, request: Request) -> Response:
         import base64
@@ -440,6 +465,9 @@ class ChargebeeServer(VendorServer):
             return fault
         kind = resource.rstrip("s")
         items = sorted(self.objects.get(resource, []), key=lambda o: (o["updated_at"], o["id"]))
+        # Deleted records stay listed, marked `deleted`, for `include_deleted=true` only (Chargebee's lists).
+        if request.args.get("include_deleted") != "true":
+            items = [o for o in items if not o.get("deleted")]
         if "updated_at[after]" in request.args:
             items = [o for o in items if o["updated_at"] > int(request.args["updated_at[after]"])]
         start = int(request.args.get("offset", "0"))

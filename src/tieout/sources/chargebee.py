@@ -4,7 +4,8 @@ Streams: invoices and their lines, successful transactions (the billing engine's
 gateway's id), subscriptions (one row per recurring item) and credit notes (negative invoices). Truly incremental:
 `updated_at[after]` the stored cursor, sorted by `updated_at` (credit notes, which Chargebee sorts
 only by date: by `date`), so changed records (an invoice paid, a payment refunded) come again.
-Amounts are minor units, times Unix seconds. The SDK's own retries stay off: `retry.RetryPolicy` decides.
+Deleted records come once more with `include_deleted` and leave the state. Amounts are minor units,
+times Unix seconds. The SDK's own retries stay off: `retry.RetryPolicy` decides.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ class ChargebeeConnector(Connector):
     def _pages(self, ctx: PullContext, resource: Any, kind: str) -> Iterator[list[dict[str, Any]]]:
         """Offset pagination (`next_offset`), oldest change first, from the cursor on."""
         sort = "date" if kind == "credit_note" else "updated_at"  # credit notes sort by date only
-        params: dict[str, Any] = {"limit": ctx.options.page_size, "sort_by": {"asc": sort}}
+        # include_deleted: a record deleted since the last pull comes back once more, marked `deleted`.
+        params: dict[str, Any] = {"limit": ctx.options.page_size, "sort_by": {"asc": sort}, "include_deleted": True}
         if ctx.cursor and ctx.cursor.get("updated_at") is not None:
             params["updated_at"] = {"after": int(ctx.cursor["updated_at"]) - 1}  # `after` is exclusive
         offset: str | None = None
@@ -219,6 +221,9 @@ class ChargebeeConnector(Connector):
                 updated = record.get("updated_at")
                 if isinstance(updated, int):
                     newest = updated if newest is None else max(int(newest), updated)
+                if record.get("deleted") is True:  # gone from Chargebee: it leaves the state
+                    ctx.sink.delete(MAIN, {ctx.stream.key[0]: record.get("id")})
+                    continue
                 r = row(ctx, record)
                 if isinstance(r, list):
                     rows.extend(r)

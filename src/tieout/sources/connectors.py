@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from tieout.config import Config, SourceConfig
 from tieout.errors import ConfigError
 from tieout.sources.base import FORMATS, ISO_FORMATS, SourceFormat, register_format
-from tieout.sources.credentials import install_log_redaction, redact, register_secret
+from tieout.sources.credentials import Credentials, grants_text, install_log_redaction, redact, register_secret
 from tieout.sources.retry import ConnectorError, RetryPolicy
 from tieout.sources.snapshots import (
     PageSink,
@@ -235,6 +235,9 @@ def pull_source(cfg: Config, index: int, *, full_refresh: bool = False, director
     try:
         cursor = connector.pull(ctx)
         deltas = sink.close()
+        unknown = set(sink.deleted_keys()) - set(deltas)
+        if unknown:
+            raise ValueError(f"deletions for parts the pull never declared: {sorted(unknown)}")
         record = _merge_and_snapshot(connector, ctx, target, scratch, previous, full, pull_id, cursor, deltas)
     except BaseException:
         sink.close_quietly()
@@ -257,13 +260,14 @@ def _merge_and_snapshot(connector: Connector, ctx: PullContext, target: Path, sc
     con.execute(f"SET temp_directory = '{str(scratch / 'duckdb.tmp').replace(chr(39), chr(39) * 2)}'")
     try:
         states: dict[str, Path] = {}
+        deleted = ctx.sink.deleted_keys()
         for part, delta in deltas.items():
             prev_state = None
             if not full and previous is not None and part in previous.parts:
                 prev_state = target / previous.parts[part]
             key = connector.main_key(ctx) if part == "main" else ctx.stream.part_keys.get(part, ())
             states[part] = scratch / f"state-{part}.parquet"
-            merge_part(con, prev_state, delta, key, states[part])
+            merge_part(con, prev_state, delta, key, states[part], deleted.get(part))
         snapshot = scratch / "snapshot.parquet"
         literals = {p: "'" + str(path).replace("'", "''") + "'" for p, path in states.items()}
         sql = connector.finalize_sql(ctx, literals)
@@ -279,7 +283,8 @@ def _merge_and_snapshot(connector: Connector, ctx: PullContext, target: Path, sc
         snapshot=rel_snapshot, sha256=sha256_of(snapshot), records=records, pulled=ctx.sink.rows(MAIN),
         cursor=cursor, parts={p: f"state/{pull_id}-{p}.parquet" for p in states}, problems=len(ctx.sink.problems),
         pulled_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        problem_details=[[p.record, p.field, p.reason] for p in ctx.sink.problems[:1000]])
+        problem_details=[[p.record, p.field, p.reason] for p in ctx.sink.problems[:1000]],
+        deleted=sum(ctx.sink.deletions(p) for p in deleted))
     return publish(target, scratch, record, files)
 
 
@@ -389,7 +394,10 @@ def reference_markdown() -> str:
     """The registry section of docs/connectors.md: every connector, its streams and its options."""
     lines: list[str] = []
     for c in CONNECTORS.values():
-        lines += [f"### `{c.name}`", "", c.doc, "", "| `format:` | canonical table | what |", "|---|---|---|"]
+        lines += [f"### `{c.name}`", "", c.doc, ""]
+        if issubclass(c.options_model, Credentials):
+            lines += [f"Credentials (the first complete set is used): {grants_text(c.options_model.grants)}.", ""]
+        lines += ["| `format:` | canonical table | what |", "|---|---|---|"]
         for s in c.streams.values():
             lines.append(f"| `{format_name(c, s)}` | {s.table or '(set `table:`)'} | {s.doc} |")
         lines += ["", "| option | default | meaning |", "|---|---|---|"]

@@ -3,7 +3,9 @@
 Streams: companies (crm_accounts), deals, and line items (crm_products: each line item's deal and
 that deal's company, from the v4 associations API). A full pull lists objects (`after` paging); an
 incremental one searches `hs_lastmodifieddate >=` the cursor, oldest first, restarting from the newest
-change seen when the search reaches its 10,000-result window. Custom properties are read with
+change seen when the search reaches its 10,000-result window; search never returns archived
+(deleted) objects, so an incremental pull also lists them (`archived=true`) and they leave the state.
+Custom properties are read with
 `properties:` and mapped with `columns:`. The SDK's urllib3 retries are off: `retry.RetryPolicy` decides.
 """
 
@@ -15,9 +17,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from tieout.sources.connectors import MAIN, Connector, ConnectorOptions, PullContext, Stream, register_connector
+from tieout.sources.credentials import AccessToken
 from tieout.sources.retry import AuthFailure, Refused, TransientError, retry_after_seconds
 
 T = TypeVar("T")
@@ -30,11 +33,11 @@ LIFECYCLE_STATUSES = {"subscriber": "prospect", "lead": "prospect", "marketingqu
                       "evangelist": "live"}
 
 
-class HubSpotOptions(ConnectorOptions):
-    """`options:` of a HubSpot connector source."""
+class HubSpotOptions(ConnectorOptions, AccessToken):
+    """`options:` of a HubSpot connector source: `access_token` is a private app's token (or an OAuth 2.0
+    access token) with crm.objects.*.read scopes, e.g. ${HUBSPOT_ACCESS_TOKEN}."""
 
-    access_token: SecretStr = Field(description="Private app access token with crm.objects.*.read scopes, e.g. "
-                                    "${HUBSPOT_ACCESS_TOKEN}.")
+    grants: ClassVar[tuple[str, ...]] = ("access_token",)
     api_base: str | None = Field(None, description="Base URL instead of https://api.hubapi.com (a proxy or a "
                                  "local test server).")
     properties: list[str] = Field(default_factory=list, description="Properties to read besides the stream's "
@@ -123,7 +126,7 @@ class HubSpotConnector(Connector):
     def _client(self, opts: HubSpotOptions) -> Any:
         from hubspot import HubSpot
 
-        kwargs: dict[str, Any] = {"access_token": opts.access_token.get_secret_value(), "retry": False}
+        kwargs: dict[str, Any] = {"access_token": opts.secret("access_token"), "retry": False}
         if opts.api_base:
             kwargs["host"] = opts.api_base.rstrip("/")
         return HubSpot(**kwargs)
@@ -138,6 +141,7 @@ class HubSpotConnector(Connector):
         ctx.sink.columns(MAIN, ["id", "archived", *props, *self.links[kind]])
         since = ctx.cursor.get(MODIFIED) if ctx.cursor else None
         newest = _parse_time(since)
+        incremental = newest is not None
         pages = self._search(ctx, client, props, newest) if newest else self._list(ctx, client, props)
         for page in pages:
             rows = []
@@ -149,20 +153,27 @@ class HubSpotConnector(Connector):
                 rows.append(row)
             self._link(ctx, client, rows)
             ctx.sink.write(MAIN, rows)
+        if incremental:  # search never returns archived (deleted) objects: list them to drop them
+            for page in self._list(ctx, client, ["hs_object_id"], archived=True):
+                for obj in page:
+                    if obj.get("id") is not None:
+                        ctx.sink.delete(MAIN, {"id": obj["id"]})
         return {MODIFIED: newest.isoformat(timespec="milliseconds").replace("+00:00", "Z") if newest else None}
 
     def _api(self, client: Any, kind: str) -> Any:
         return getattr(client.crm, kind)
 
-    def _list(self, ctx: PullContext, client: Any, props: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
-        """Every object, by `after` cursor, until `paging.next` is gone."""
+    def _list(self, ctx: PullContext, client: Any, props: Sequence[str],
+              archived: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """Every object (or, with `archived`, every archived one), by `after` cursor, until `paging.next`
+        is gone."""
         api = self._api(client, self.object_types[ctx.stream.name]).basic_api
         after: str | None = None
         page_no = 0
         while True:
             page_no += 1
             kwargs: dict[str, Any] = {"limit": ctx.options.page_size, "properties": list(props),
-                                      "archived": False, "_preload_content": False,
+                                      "archived": archived, "_preload_content": False,
                                       "_request_timeout": ctx.options.timeout_seconds}
             if after:
                 kwargs["after"] = after
@@ -170,11 +181,12 @@ class HubSpotConnector(Connector):
             def fetch(kw: dict[str, Any] = kwargs) -> Any:
                 return _translate(lambda: api.get_page(**kw))
 
-            body = ctx.call(f"listing {ctx.stream.name} (page {page_no})", fetch)
+            what = "archived " if archived else ""
+            body = ctx.call(f"listing {what}{ctx.stream.name} (page {page_no})", fetch)
             results, after = _results(body)
             if results:
                 yield results
-            if not after or ctx.enough():
+            if not after or (ctx.enough() and not archived):
                 return
 
     def _search(self, ctx: PullContext, client: Any, props: Sequence[str],

@@ -2,7 +2,8 @@
 
 Streams: the GeneralLedger report (nested Rows/ColData flattened into one ledger line per row, as
 the CSV export of `sources/quickbooks.py`), Deposits and JournalEntries (lines onto `gl_entries`)
-and Payments, through the query endpoint, incremental on `MetaData.LastUpdatedTime`. Amounts stay
+and Payments, through the query endpoint, incremental on `MetaData.LastUpdatedTime`, with deletions
+from the change data capture endpoint (`/cdc`). Amounts stay
 decimal text (JSON parsed with Decimal, never float); normalization turns them into minor units.
 
 Why not python-quickbooks: it is community-maintained, turns amounts into floats, hard-codes the
@@ -13,18 +14,23 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from tieout.sources.connectors import MAIN, Connector, ConnectorOptions, PullContext, Stream, register_connector
-from tieout.sources.credentials import register_secret
+from tieout.sources.credentials import AccessToken, ClientCredentials, RefreshToken, register_secret
 from tieout.sources.retry import AuthFailure, ConnectorError, Refused, TransientError, retry_after_seconds
 
+log = logging.getLogger("tieout.sources")
+
 TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+CDC_DAYS = 30  # how far back the change data capture endpoint looks
+CDC_MAX = 1000  # objects it answers at most
 PAYMENT_METHODS = {"visa": "card", "mastercard": "card", "american express": "card", "discover": "card",
                    "diners club": "card", "credit card": "card", "check": "check", "cash": "cash",
                    "ach": "ach", "bank transfer": "wire", "wire": "wire", "direct debit": "ach"}
@@ -43,18 +49,12 @@ GL_KEYS = {"tx_date": "date", "txn_type": "txn_type", "doc_num": "num", "name": 
            "split_acc": "split", "subt_nat_amount": "amount"}
 
 
-class QuickBooksOptions(ConnectorOptions):
-    """`options:` of a QuickBooks Online connector source."""
+class QuickBooksOptions(ConnectorOptions, AccessToken, ClientCredentials, RefreshToken):
+    """`options:` of a QuickBooks Online connector source: an access token (valid one hour), or a refresh
+    token with the app's client id and secret (preferred when both are given)."""
 
+    grants: ClassVar[tuple[str, ...]] = ("refresh_token", "access_token")
     realm_id: str = Field(description="Company id (realm) of the QuickBooks Online company.")
-    access_token: SecretStr | None = Field(None, description="OAuth2 access token, e.g. ${QBO_ACCESS_TOKEN} "
-                                           "(valid one hour); or give the refresh-token credentials below.")
-    client_id: SecretStr | None = Field(None, description="OAuth2 client id of the app (refresh flow).")
-    client_secret: SecretStr | None = Field(None, description="OAuth2 client secret of the app (refresh flow).")
-    refresh_token: SecretStr | None = Field(None, description="OAuth2 refresh token, e.g. ${QBO_REFRESH_TOKEN}; "
-                                            "exchanged for an access token at the start of each pull. Intuit "
-                                            "rotates it: keep the newest in your secrets store.")
-    token_url: str = Field(TOKEN_URL, description="OAuth2 token endpoint (refresh flow).")
     api_base: str = Field("https://quickbooks.api.intuit.com", description="API host (the sandbox, a proxy or a "
                           "local test server); /v3/company/<realm_id> is appended.")
     minor_version: int = Field(75, ge=1, description="`minorversion` of the API requested.")
@@ -127,20 +127,15 @@ def _access_token(ctx: PullContext, client: Any) -> str:
     import httpx
 
     opts: QuickBooksOptions = ctx.options
-    if opts.refresh_token is None:
-        if opts.access_token is None:
-            raise ConnectorError(ctx.source, "no credentials: set options.access_token or options.refresh_token "
-                                 "with client_id and client_secret")
-        return opts.access_token.get_secret_value()
-    if opts.client_id is None or opts.client_secret is None:
-        raise ConnectorError(ctx.source, "options.refresh_token needs options.client_id and options.client_secret")
-    auth = (opts.client_id.get_secret_value(), opts.client_secret.get_secret_value())
+    if opts.grant() == "access_token":
+        return opts.secret("access_token")
+    auth = (opts.secret("client_id"), opts.secret("client_secret"))
     register_secret(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())  # the Basic credentials, as sent
-    form = {"grant_type": "refresh_token", "refresh_token": opts.refresh_token.get_secret_value()}
+    form = {"grant_type": "refresh_token", "refresh_token": opts.secret("refresh_token")}
 
     def fetch() -> Any:
         try:
-            r = client.post(opts.token_url, auth=auth, headers={"Accept": "application/json"}, data=form)
+            r = client.post(opts.token_url or TOKEN_URL, auth=auth, headers={"Accept": "application/json"}, data=form)
         except httpx.TransportError as exc:
             raise TransientError(f"connection failed: {type(exc).__name__}") from None
         if r.status_code in (400, 401):  # invalid_grant / invalid_client: the credentials, not the server
@@ -240,8 +235,10 @@ class QuickBooksConnector(Connector):
 
     # --- query endpoint ------------------------------------------------------------------------
 
-    def _pages(self, ctx: PullContext, api: _Api, entity: str) -> Iterator[list[dict[str, Any]]]:
-        """`select * from <entity>` pages (STARTPOSITION/MAXRESULTS), changed since the cursor."""
+    def _pages(self, ctx: PullContext, api: _Api, entity: str,
+               clock: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
+        """`select * from <entity>` pages (STARTPOSITION/MAXRESULTS), changed since the cursor; `clock`
+        gets the server's `time` of the first answer."""
         where = ""
         if ctx.cursor and ctx.cursor.get("last_updated"):
             # >= rather than >: a record changed in the same second as the last one read is not lost
@@ -259,6 +256,8 @@ class QuickBooksConnector(Connector):
                 return api.get("query", {"query": query})
 
             body = ctx.call(f"querying {entity} (page {page_no})", fetch)
+            if isinstance(body, dict) and isinstance(body.get("time"), str):
+                clock.setdefault("time", body["time"])
             answer = body.get("QueryResponse") if isinstance(body, dict) else None
             if not isinstance(answer, dict):
                 raise ConnectorError(ctx.source, f"querying {entity} (page {page_no}): the answer has no "
@@ -273,8 +272,11 @@ class QuickBooksConnector(Connector):
     def _query(self, ctx: PullContext, api: _Api, entity: str, columns: Sequence[str]) -> dict[str, Any]:
         ctx.sink.columns(MAIN, columns)
         newest = ctx.cursor.get("last_updated") if ctx.cursor else None
+        # Deletions first: the next pull asks for those after this answer's time (a full pull: the query's).
+        checked_at = self._deleted(ctx, api, entity) if ctx.cursor else None
+        clock: dict[str, str] = {}
         row = {"Deposit": self._deposit_rows, "JournalEntry": self._journal_rows, "Payment": self._payment_rows}[entity]
-        for page in self._pages(ctx, api, entity):
+        for page in self._pages(ctx, api, entity, clock):
             rows: list[dict[str, Any]] = []
             for record in page:
                 rid = str(record.get("Id", "?"))
@@ -287,7 +289,39 @@ class QuickBooksConnector(Connector):
                     newest = updated
                 rows.extend(row(ctx, record, rid, updated))
             ctx.sink.write(MAIN, rows)
-        return {"last_updated": newest}
+        return {"last_updated": newest, "checked_at": checked_at or clock.get("time")}
+
+    def _deleted(self, ctx: PullContext, api: _Api, entity: str) -> str | None:
+        """The query endpoint never returns a deleted entity; the change data capture endpoint does, as
+        `{"status": "Deleted", "Id": ...}`: those leave the state. Asked for what changed since the last
+        pull's start (server time), it answers its own time, the next pull's start. CDC looks back at most
+        30 days and answers at most 1,000 objects: past either, only a full refresh removes the rest."""
+        since = (ctx.cursor or {}).get("checked_at") or (ctx.cursor or {}).get("last_updated")
+        moment = _instant(str(since)) if since else None
+        if moment is None or datetime.now(UTC) - moment > timedelta(days=CDC_DAYS):
+            log.warning("source '%s': the last pull was more than %d days ago, beyond what QuickBooks' change data "
+                        "capture keeps: %s deleted since then stay until a full refresh", ctx.source, CDC_DAYS, entity)
+            return None
+
+        def fetch() -> Any:
+            return api.get("cdc", {"entities": entity, "changedSince": str(since)})
+
+        body = ctx.call(f"reading {entity} changes (change data capture)", fetch)
+        answers = body.get("CDCResponse") if isinstance(body, dict) else None
+        if not isinstance(answers, list):
+            raise ConnectorError(ctx.source, f"reading {entity} changes: the answer has no CDCResponse list")
+        changed: list[dict[str, Any]] = []
+        for answer in answers:
+            for part in (answer.get("QueryResponse") or []) if isinstance(answer, dict) else []:
+                if isinstance(part, dict):
+                    changed.extend(o for o in part.get(entity) or [] if isinstance(o, dict))
+        if len(changed) >= CDC_MAX:
+            log.warning("source '%s': change data capture answered %d %s changes, its maximum: some deletions may be "
+                        "missing until a full refresh", ctx.source, len(changed), entity)
+        for o in changed:
+            if o.get("status") == "Deleted" and o.get("Id") is not None:
+                ctx.sink.delete(MAIN, {ctx.stream.key[0]: o["Id"]})
+        return str(body["time"]) if isinstance(body.get("time"), str) else None
 
     @staticmethod
     def _need(ctx: PullContext, record: Mapping[str, Any], rid: str, name: str, kind: str) -> Any:

@@ -14,30 +14,44 @@ import io
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from tieout.sources.connectors import MAIN, Connector, ConnectorOptions, PullContext, Stream, register_connector
+from tieout.sources.credentials import AccessToken, ClientCredentials, UsernamePassword, register_secret
 from tieout.sources.retry import AuthFailure, ConnectorError, Refused, TransientError, retry_after_seconds
 
 T = TypeVar("T")
 API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 CURSOR_FIELD = "SystemModstamp"
+LOGIN_URL = "https://login.salesforce.com"
 BASE_FIELDS = ("Id", "IsDeleted", CURSOR_FIELD)  # every stream selects them: key, deletions, cursor
 # Asset.Status picklist values (Salesforce's defaults) onto crm_products.status.
 ASSET_STATUSES = {"purchased": "active", "shipped": "active", "installed": "active", "registered": "active",
                   "obsolete": "inactive"}
 
 
-class SalesforceOptions(ConnectorOptions):
-    """`options:` of a Salesforce connector source."""
+class SalesforceOptions(ConnectorOptions, AccessToken, ClientCredentials, UsernamePassword):
+    """`options:` of a Salesforce connector source. Three ways in, the first complete one is used: an
+    `access_token` (session id, `sf org display` shows one) with `instance_url`; the OAuth 2.0 JWT bearer
+    flow (`username`, `client_id` = the connected app's consumer key, `private_key`); or a
+    username-password SOAP login (`username`, `password`, `security_token`)."""
 
-    instance_url: str = Field(description="Your instance, e.g. https://acme.my.salesforce.com (an http:// URL "
-                              "reaches a local test server or a loopback proxy).")
-    access_token: SecretStr = Field(description="OAuth access token (session id) with API access, e.g. "
-                                    "${SALESFORCE_ACCESS_TOKEN} (`sf org display` shows one).")
+    grants: ClassVar[tuple[str, ...]] = ("access_token", "jwt_bearer", "password")
+    instance_url: str | None = Field(None, description="Your instance, e.g. https://acme.my.salesforce.com (an "
+                                     "http:// URL reaches a local test server or a loopback proxy); required with "
+                                     "access_token, else the login answers it.")
+    login_url: str = Field(LOGIN_URL, description="Where to log in (JWT bearer or username-password): "
+                           "https://login.salesforce.com, https://test.salesforce.com for a sandbox, your My "
+                           "Domain, or a proxy or local test server.")
+    security_token: SecretStr | None = Field(None, description="Username-password login: the user's security "
+                                             "token (appended to the password), e.g. ${SALESFORCE_SECURITY_TOKEN}; "
+                                             "not needed from a trusted IP range.")
+    private_key: SecretStr | None = Field(None, description="JWT bearer flow: the PEM private key whose certificate "
+                                          "the connected app holds, e.g. ${SALESFORCE_JWT_KEY} (`\\n` escapes "
+                                          "read as line breaks).")
     api_version: str = Field("59.0", pattern=r"^\d+\.\d$", description="REST API version.")
     object: str | None = Field(None, description="SObject to read instead of the stream's (e.g. a custom "
                                "`Account_Product__c`).")
@@ -56,6 +70,19 @@ class SalesforceOptions(ConnectorOptions):
     bulk_poll_seconds: float = Field(2.0, ge=0, description="Wait between checks of a Bulk job's state.")
     bulk_timeout_seconds: float = Field(3600.0, ge=0, description="Give up on a Bulk job still running after "
                                         "this long.")
+
+    @field_validator("client_secret")
+    @classmethod
+    def _no_client_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raise ValueError("Salesforce's flows here take no client_secret (JWT bearer: client_id and private_key)")
+        return value
+
+    @model_validator(mode="after")
+    def _instance_for_a_token(self) -> Self:
+        if self.grant() == "access_token" and not self.instance_url:
+            raise ValueError("access_token needs instance_url (the login flows answer it)")
+        return self
 
     @field_validator("object")
     @classmethod
@@ -76,21 +103,53 @@ class SalesforceOptions(ConnectorOptions):
 class _Api:
     """One pull's SDK client, with the response headers it last saw (Retry-After lives there)."""
 
-    def __init__(self, opts: SalesforceOptions):
+    def __init__(self, ctx: PullContext):
         import requests
         from simple_salesforce.api import Salesforce
 
+        opts: SalesforceOptions = ctx.options
         self.session = requests.Session()
         self.headers: Mapping[str, str] = {}
         self.session.hooks["response"].append(self._remember)
-        url = urlparse(opts.instance_url)
         # The SDK builds every URL as https://<instance> (query pages, Bulk jobs): on a plain-http
         # instance (a local server, a loopback proxy) the session sends those requests over http.
         self.session.mount("https://", _transport(opts.timeout_seconds, plain=False))
-        if url.scheme == "http":
-            self.session.mount(f"https://{url.netloc}", _transport(opts.timeout_seconds, plain=True))
-        self.sf = Salesforce(instance_url=opts.instance_url, session_id=opts.access_token.get_secret_value(),
-                             version=opts.api_version, session=self.session)
+        for url in (urlparse(opts.instance_url or ""), urlparse(opts.login_url)):
+            if url.scheme == "http":
+                self.session.mount(f"https://{url.netloc}", _transport(opts.timeout_seconds, plain=True))
+        grant = opts.grant()
+        if grant == "access_token":
+            self.sf = Salesforce(instance_url=opts.instance_url, session_id=opts.secret("access_token"),
+                                 version=opts.api_version, session=self.session)
+            return
+        login = urlparse(opts.login_url)
+        host = login.netloc.lower()
+        if login.scheme == "https" and host.endswith(".salesforce.com"):
+            domain = host.removesuffix(".salesforce.com")
+        else:  # a proxy or local server: the SDK logs in at https://login.salesforce.com, sent there instead
+            domain = "login"
+            self.session.mount("https://login.salesforce.com",
+                               _transport(opts.timeout_seconds, plain=login.scheme == "http", host=login.netloc))
+        if grant == "jwt_bearer":
+            key = opts.secret("private_key").replace("\\n", "\n")
+            how = "logging in (OAuth 2.0 JWT bearer flow)"
+            check = "options.username, client_id (the connected app's consumer key) and private_key, and that the " \
+                    "app holds its certificate and the user is pre-authorized"
+
+            def connect() -> Any:
+                return Salesforce(username=opts.username, consumer_key=opts.secret("client_id"), privatekey=key,
+                                  domain=domain, version=opts.api_version, session=self.session)
+        else:
+            how = "logging in (username-password)"
+            check = "options.username, password and security_token (a new one is e-mailed when the password changes)"
+            token = opts.secret("security_token") if opts.security_token is not None else ""
+
+            def connect() -> Any:
+                return Salesforce(username=opts.username, password=opts.secret("password"), security_token=token,
+                                  domain=domain, version=opts.api_version, session=self.session)
+
+        self.sf = ctx.call(how, lambda: _login(connect, check))
+        register_secret(self.sf.session_id)
 
     def _remember(self, response: Any, *_args: Any, **_kwargs: Any) -> None:
         self.headers = response.headers
@@ -126,13 +185,34 @@ class _Api:
             raise TransientError("the answer is not valid Salesforce JSON") from None
 
 
-def _transport(timeout: float, *, plain: bool) -> Any:
-    """A requests transport adapter giving every call a timeout (the SDK sets none), and sending an
-    https:// request over plain http when `plain`."""
+def _login(connect: Callable[[], T], check: str) -> T:
+    """Log in through the SDK; a refused login is terminal (naming what to check), a server error transient."""
+    import requests
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
+    try:
+        return connect()
+    except SalesforceAuthenticationFailed as exc:
+        code = getattr(exc, "code", None)
+        content = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
+        if isinstance(code, int) and (code == 429 or code >= 500):
+            raise TransientError(f"login HTTP {code}") from None
+        reason = " ".join(f"{code or ''}: {content}".split())[:300].strip(": ")
+        raise AuthFailure(f"login refused ({reason}); check {check}") from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(f"connection failed: {type(exc).__name__}") from None
+
+
+def _transport(timeout: float, *, plain: bool, host: str | None = None) -> Any:
+    """A requests transport adapter giving every call a timeout (the SDK sets none), sending an https://
+    request over plain http when `plain`, and to `host` instead of the URL's when given."""
     from requests.adapters import HTTPAdapter
 
     class Transport(HTTPAdapter):
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if host is not None:
+                rest = urlparse(request.url)
+                request.url = rest._replace(netloc=host).geturl()
             if plain:
                 request.url = "http://" + request.url.removeprefix("https://")
             if kwargs.get("timeout") is None:
@@ -216,7 +296,7 @@ class SalesforceConnector(Connector):
         return f"SELECT {', '.join(self.fields(ctx))} FROM {sobject}{where} ORDER BY {CURSOR_FIELD}, Id"
 
     def pull(self, ctx: PullContext) -> dict[str, Any]:
-        api = _Api(ctx.options)
+        api = _Api(ctx)
         fields = self.fields(ctx)
         ctx.sink.columns(MAIN, fields)
         newest = _parse_stamp(ctx.cursor.get(CURSOR_FIELD)) if ctx.cursor else None

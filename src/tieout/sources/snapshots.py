@@ -7,6 +7,9 @@ Layout under a connector source's `path`:
     snapshots/<pull_id>.parquet         what a run reads (immutable; pin one to re-run exactly)
     snapshots/<pull_id>.json            its checksum, row count, cursor and parts
     state/<pull_id>-<part>.parquet      merged state of each part, the base of the next pull
+
+A record the system reports deleted (`PageSink.delete`: its merge key) leaves the new state and
+snapshot; earlier snapshots keep it, so a run pinned to one re-runs exactly as it did.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class PageSink:
     directory: Path
     problems: list[Problem] = field(default_factory=list)
     _parts: dict[str, _PartWriter] = field(default_factory=dict)
+    _deleted: dict[str, _PartWriter] = field(default_factory=dict)
 
     def columns(self, part: str, names: Sequence[str]) -> None:
         """Declare a part's columns (all stored as text) before its first page."""
@@ -111,12 +115,23 @@ class PageSink:
     def write(self, part: str, rows: Sequence[Mapping[str, Any]]) -> None:
         self._parts[part].add(rows)
 
+    def delete(self, part: str, key: Mapping[str, Any]) -> None:
+        """Record that the system deleted the record of `part` with this merge key (column -> value): it
+        leaves the merged state and the new snapshot, even if this pull also read a changed version of it."""
+        if part not in self._deleted:
+            self._deleted[part] = _PartWriter(self.directory / f"{part}.deleted.parquet", sorted(key))
+        self._deleted[part].add([key])
+
+    def deletions(self, part: str) -> int:
+        return self._deleted[part].rows if part in self._deleted else 0
+
     def reset(self, part: str) -> None:
         """Forget what a part received (a retried read starts over)."""
-        w = self._parts.pop(part, None)
-        if w is not None:
-            w.writer.close()
-            w.path.unlink(missing_ok=True)
+        for writers in (self._parts, self._deleted):
+            w = writers.pop(part, None)
+            if w is not None:
+                w.writer.close()
+                w.path.unlink(missing_ok=True)
 
     def problem(self, record: str, field_name: str, reason: str) -> None:
         self.problems.append(Problem(record, field_name, reason))
@@ -125,13 +140,18 @@ class PageSink:
         return self._parts[part].rows if part in self._parts else 0
 
     def close(self) -> dict[str, Path]:
-        for w in self._parts.values():
+        """Finish writing; the delta file of each part (its deleted keys: `deleted_keys`)."""
+        for w in (*self._parts.values(), *self._deleted.values()):
             w.close()
         return {name: w.path for name, w in self._parts.items()}
 
+    def deleted_keys(self) -> dict[str, Path]:
+        """Per part, the Parquet file of the merge keys the system reported deleted (after `close`)."""
+        return {name: w.path for name, w in self._deleted.items()}
+
     def close_quietly(self) -> None:
         """Release open files after a failed pull (their content is discarded)."""
-        for w in self._parts.values():
+        for w in (*self._parts.values(), *self._deleted.values()):
             try:
                 w.writer.close()
             except Exception:  # already closed, or the disk failed: the scratch directory goes anyway
@@ -155,6 +175,7 @@ class PullRecord:
     problems: int
     pulled_at: str
     problem_details: list[list[str]] = field(default_factory=list)  # [record, field, reason], first 1000
+    deleted: int = 0  # records the system reported deleted in this pull (dropped from the state)
 
     def as_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
@@ -185,17 +206,21 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def merge_part(con: Any, previous: Path | None, delta: Path, key: Sequence[str], target: Path) -> None:
-    """state = delta ∪ (previous rows whose key the delta does not carry): changed records replace."""
-    if previous is None or not key:
-        con.execute(f"COPY (SELECT * FROM read_parquet({_sql_path(delta)})) TO {_sql_path(target)} (FORMAT parquet)")
-        return
+def merge_part(con: Any, previous: Path | None, delta: Path, key: Sequence[str], target: Path,
+               deleted: Path | None = None) -> None:
+    """state = (delta ∪ previous rows whose key the delta does not carry) minus the deleted keys:
+    changed records replace, deleted ones leave."""
+    if deleted is not None and not key:
+        raise ValueError("deletions need a merge key")
     on = " AND ".join(f'd."{k}" IS NOT DISTINCT FROM p."{k}"' for k in key)
-    con.execute(
-        f"COPY (SELECT * FROM read_parquet({_sql_path(delta)}) UNION ALL BY NAME "
-        f"SELECT p.* FROM read_parquet({_sql_path(previous)}) p WHERE NOT EXISTS "
-        f"(SELECT 1 FROM read_parquet({_sql_path(delta)}) d WHERE {on})) TO {_sql_path(target)} (FORMAT parquet)"
-    )
+    gone = " AND ".join(f'x."{k}" IS NOT DISTINCT FROM p."{k}"' for k in key)
+    kept = (f" WHERE NOT EXISTS (SELECT 1 FROM read_parquet({_sql_path(deleted)}) x WHERE {gone})"
+            if deleted is not None else "")
+    union = "" if previous is None or not key else (
+        f" UNION ALL BY NAME SELECT p.* FROM read_parquet({_sql_path(previous)}) p WHERE NOT EXISTS "
+        f"(SELECT 1 FROM read_parquet({_sql_path(delta)}) d WHERE {on})")
+    con.execute(f"COPY (SELECT p.* FROM (SELECT * FROM read_parquet({_sql_path(delta)}){union}) p{kept}) "
+                f"TO {_sql_path(target)} (FORMAT parquet)")
 
 
 def publish(directory: Path, scratch: Path, record: PullRecord, files: Mapping[str, Path]) -> PullRecord:

@@ -3,7 +3,9 @@
 Streams: balance transactions (the API twin of the itemized balance report: source expanded for
 customer, invoice and metadata; payout links from `balance_transactions?payout=`), failed charges,
 payouts, customers, and Stripe Billing's invoices, invoice lines and subscriptions (one row per
-subscription item). Amounts stay in minor units, times in Unix seconds; normalization parses them.
+subscription item). Deletions come from the Events API (a deleted customer or invoice leaves the
+state; a deleted subscription is canceled and replaces the version held). Amounts stay in minor
+units, times in Unix seconds; normalization parses them.
 The SDK's own retries are off: `retry.RetryPolicy` decides.
 """
 
@@ -114,6 +116,22 @@ class _Resource:
     kind: str  # object name in messages
     expand: tuple[str, ...] = ()
 
+
+@dataclass(frozen=True)
+class _Deletions:
+    """How a stream learns, from the Events API, what left Stripe after it was listed (list endpoints
+    filter on `created` only and never return a deleted object)."""
+
+    removed: tuple[str, ...] = ()  # event types whose object no longer exists: it leaves the state
+    replaced: tuple[str, ...] = ()  # event types whose object still exists, changed (a subscription canceled)
+
+
+# A deleted customer or (draft) invoice is gone; a "deleted" subscription is canceled, and stays listed
+# (`status=all`) as canceled: its event's object replaces the version held.
+DELETIONS = {"customers": _Deletions(removed=("customer.deleted",)),
+             "invoices": _Deletions(removed=("invoice.deleted",)),
+             "invoice_lines": _Deletions(removed=("invoice.deleted",)),
+             "subscriptions": _Deletions(replaced=("customer.subscription.deleted",))}
 
 BALANCE_COLUMNS = ("balance_transaction_id", "created", "available_on", "currency", "gross", "fee", "net",
                    "reporting_category", "type", "status", "source_id", "source_object", "description",
@@ -250,10 +268,16 @@ class StripeConnector(Connector):
                 row: Callable[[_Fields], dict[str, Any] | list[dict[str, Any]] | None],
                 params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx.sink.columns(MAIN, columns)
+        deletions = DELETIONS.get(ctx.stream.name)
+        changed: dict[str, dict[str, Any]] = {}
+        event_cursor: dict[str, Any] = {}
+        if deletions is not None:
+            changed, event_cursor = self._deletion_events(ctx, client, deletions)
         newest = ctx.cursor.get("created") if ctx.cursor else None
         for page in self._pages(ctx, client, res, {**(params or {}), **self._created_filter(ctx, "created")}):
             rows = []
             for obj in page:
+                changed.pop(str(obj.get("id")), None)  # listed now: its newest version is this one
                 f = _Fields(ctx, obj, res.kind)
                 created = f.need("created")
                 if isinstance(created, int):
@@ -266,7 +290,39 @@ class StripeConnector(Connector):
             for r in rows:
                 flag_row(ctx, r, ctx.options.currencies)
             ctx.sink.write(MAIN, rows)
-        return {"created": newest}
+        replaced: list[dict[str, Any]] = []
+        for obj in changed.values():
+            r = row(_Fields(ctx, obj, res.kind))
+            replaced.extend(r if isinstance(r, list) else [r] if r is not None else [])
+        for r in replaced:
+            flag_row(ctx, r, ctx.options.currencies)
+        ctx.sink.write(MAIN, replaced)
+        return {"created": newest, **event_cursor}
+
+    def _deletion_events(self, ctx: PullContext, client: Any,
+                         deletions: _Deletions) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """Read the deletion events since the last pull's newest (Stripe keeps 30 days of events): a removed
+        object's key goes to the sink's deletions; a replaced object is returned (id -> newest version)
+        to be written unless the listing brings it. Also the new event cursor."""
+        newest = ctx.cursor.get("event_created") if ctx.cursor else None
+        params: dict[str, Any] = {"types": [*deletions.removed, *deletions.replaced]}
+        if newest is not None:
+            params["created"] = {"gte": int(newest)}  # inclusive: an event of the cursor's second comes again
+        changed: dict[str, dict[str, Any]] = {}
+        for page in self._pages(ctx, client, _Resource("events", "event"), params):
+            for event in page:  # newest first
+                created = event.get("created")
+                if isinstance(created, int):
+                    newest = created if newest is None else max(int(newest), created)
+                obj = _obj(_obj(event.get("data")).get("object"))
+                oid = obj.get("id")
+                if oid is None:
+                    continue
+                if event.get("type") in deletions.removed:
+                    ctx.sink.delete(MAIN, {ctx.stream.key[0]: oid})
+                elif event.get("type") in deletions.replaced:
+                    changed.setdefault(str(oid), obj)
+        return changed, {"event_created": newest}
 
     def _failed_charges(self, ctx: PullContext, client: Any) -> dict[str, Any]:
         keys = ctx.options.metadata_keys

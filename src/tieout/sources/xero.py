@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from tieout.sources.connectors import MAIN, Connector, ConnectorOptions, PullContext, Stream, register_connector
-from tieout.sources.credentials import register_secret
+from tieout.sources.credentials import AccessToken, ClientCredentials, RefreshToken, register_secret
 from tieout.sources.retry import AuthFailure, ConnectorError, Refused, TransientError, retry_after_seconds
 
 TOKEN_URL = "https://identity.xero.com/connect/token"
@@ -42,19 +42,14 @@ PAYMENT_COLUMNS = ("id", "status", "date", "amount", "currency", "type", "invoic
                    "contact_id", "reference", "updated")
 
 
-class XeroOptions(ConnectorOptions):
-    """`options:` of a Xero connector source."""
+class XeroOptions(ConnectorOptions, AccessToken, ClientCredentials, RefreshToken):
+    """`options:` of a Xero connector source: an access token, or a refresh token with the app's client
+    id and secret (preferred when both are given)."""
 
+    grants: ClassVar[tuple[str, ...]] = ("refresh_token", "access_token")
     tenant_id: str = Field(description="Xero tenant (organisation) id, sent as the xero-tenant-id header.")
-    access_token: SecretStr | None = Field(None, description="OAuth2 access token, e.g. ${XERO_ACCESS_TOKEN}; "
-                                           "or give the refresh-token credentials below.")
-    client_id: SecretStr | None = Field(None, description="OAuth2 client id of the app (refresh flow).")
-    client_secret: SecretStr | None = Field(None, description="OAuth2 client secret of the app (refresh flow).")
-    refresh_token: SecretStr | None = Field(None, description="OAuth2 refresh token, e.g. ${XERO_REFRESH_TOKEN}; "
-                                            "exchanged at the start of each pull (Xero rotates it).")
     scopes: list[str] = Field(["offline_access", "accounting.transactions.read"],
                               description="Scopes asked for when refreshing.")
-    token_url: str = Field(TOKEN_URL, description="OAuth2 token endpoint (refresh flow).")
     api_base: str = Field("https://api.xero.com/api.xro/2.0", description="Accounting API base URL (a proxy or a "
                           "local test server).")
     page_size: int = Field(100, ge=1, le=1000, description="Records per page (Xero allows up to 1000).")
@@ -175,13 +170,10 @@ class XeroConnector(Connector):
                            oauth2_token_saver=token.update, pool_threads=1)
         # urllib3 would otherwise retry a 429 by itself, sleeping out Retry-After unseen: RetryPolicy decides.
         client.rest_client.pool_manager.connection_pool_kw["retries"] = False
-        if opts.refresh_token is not None:
-            if opts.client_id is None or opts.client_secret is None:
-                raise ConnectorError(ctx.source, "options.refresh_token needs options.client_id and "
-                                     "options.client_secret")
-            token_api = TokenApi(client, opts.client_id.get_secret_value(), opts.client_secret.get_secret_value())
-            token_api.refresh_token_url = opts.token_url  # this instance only; the SDK's default is Xero's
-            refresh = opts.refresh_token.get_secret_value()
+        if opts.grant() == "refresh_token":
+            token_api = TokenApi(client, opts.secret("client_id"), opts.secret("client_secret"))
+            token_api.refresh_token_url = opts.token_url or TOKEN_URL  # this instance only
+            refresh = opts.secret("refresh_token")
 
             def fetch() -> Any:
                 import urllib3
@@ -207,11 +199,8 @@ class XeroConnector(Connector):
                 raise ConnectorError(ctx.source, "the token endpoint answered without an access_token")
             for key in ("access_token", "refresh_token", "id_token"):
                 register_secret(fresh.get(key))
-        elif opts.access_token is not None:
-            access = opts.access_token.get_secret_value()
         else:
-            raise ConnectorError(ctx.source, "no credentials: set options.access_token or options.refresh_token "
-                                 "with client_id and client_secret")
+            access = opts.secret("access_token")
         token.update(access_token=access, token_type="Bearer", scope=opts.scopes, expires_in=None, expires_at=None)
         return AccountingApi(client, base_url=opts.api_base.rstrip("/"))
 

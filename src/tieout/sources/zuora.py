@@ -20,13 +20,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from tieout.config import SourceConfig
 from tieout.engines.base import Engine
 from tieout.sources.base import RawFrame, SourceFormat, register_format
 from tieout.sources.connectors import MAIN, Connector, ConnectorOptions, PullContext, Stream, register_connector
-from tieout.sources.credentials import register_secret
+from tieout.sources.credentials import ClientCredentials, register_secret
 from tieout.sources.retry import AuthFailure, ConnectorError, Refused, TransientError, retry_after_seconds
 from tieout.sources.tabular import read_csv
 
@@ -41,11 +41,11 @@ NOT_YET_CONTRACTED = {"Draft", "Pending Activation", "Pending Acceptance"}  # no
 TOKEN_MARGIN_SECONDS = 60.0  # a token this close to expiry is renewed before use
 
 
-class ZuoraOptions(ConnectorOptions):
-    """`options:` of a Zuora connector source."""
+class ZuoraOptions(ConnectorOptions, ClientCredentials):
+    """`options:` of a Zuora connector source: the client id and secret of an API user (OAuth 2.0 client
+    credentials)."""
 
-    client_id: SecretStr = Field(description="OAuth client id of an API user, e.g. ${ZUORA_CLIENT_ID}.")
-    client_secret: SecretStr = Field(description="Its client secret, e.g. ${ZUORA_CLIENT_SECRET}.")
+    grants: ClassVar[tuple[str, ...]] = ("client_credentials",)
     base_url: str = Field("https://rest.zuora.com", description="REST endpoint of the tenant: "
                           "https://rest.zuora.com (US), https://rest.eu.zuora.com (EU), "
                           "https://rest.apisandbox.zuora.com (sandbox), ... or a local test server.")
@@ -110,7 +110,7 @@ class _Session:
         opts: ZuoraOptions = ctx.options
         self.ctx = ctx
         self.http = httpx.Client(base_url=opts.base_url.rstrip("/"), timeout=opts.timeout_seconds)
-        self.client = (opts.client_id.get_secret_value(), opts.client_secret.get_secret_value())
+        self.client = (opts.secret("client_id"), opts.secret("client_secret"))
         # the cache key carries a digest of the credentials, not the credentials
         self.key = (opts.base_url.rstrip("/"), hashlib.sha256("\0".join(self.client).encode()).hexdigest())
 
