@@ -90,14 +90,16 @@ def test_held_drafts_carry_money_and_reasons(drafts: Drafts) -> None:
 def test_run_stores_the_pre_invoice_findings(drafts: Drafts) -> None:
     """`tieout run` on the demo drafts: the pre_invoice check raises every injected defect as a stored
     finding (stable fingerprint, evidence back to the CSV rows) and nothing about a clean draft: the same
-    findings `tieout validate` holds the drafts with."""
+    findings, with the same severities, `tieout validate` holds the drafts with. billing_subscriptions
+    runs too and leaves the drafts to pre_invoice: one defect, one finding."""
     from tieout.findings import fingerprint
     from tieout.pipeline import run
     from tieout.store import Store
 
     cfg = load_config(drafts.path / "validate.yaml")
     result = run(cfg, notify=False)
-    assert result.checks_run == ["pre_invoice"]
+    assert sorted(result.checks_run) == ["billing_subscriptions", "pre_invoice"]
+    assert {f.check for f in result.findings} == {"pre_invoice"}
     about: dict[str, set[str]] = {}
     for f in result.findings:
         cited = [e.key for e in f.evidence if e.table == "invoices"]
@@ -110,6 +112,12 @@ def test_run_stores_the_pre_invoice_findings(drafts: Drafts) -> None:
     validated = {(f.category, f.subject) for d in drafts.result.drafts for f in d.findings}
     assert {(f.category, f.subject) for f in result.findings} == validated | {
         (f.category, f.subject) for f in drafts.result.missing}
+    verdicts = {(f.category, f.subject): f.severity for d in drafts.result.drafts for f in d.findings}
+    verdicts |= {(f.category, f.subject): f.severity for f in drafts.result.missing}
+    assert {(f.category, f.subject): f.severity for f in result.findings} == verdicts
+    guardrails = [f for f in result.findings if f.category in (
+        "sku_not_in_catalog", "discount_not_approved", "contract_incomplete", "overlapping_subscriptions")]
+    assert guardrails and all(f.amount_at_risk > 0 for f in guardrails)  # the draft's money on the contract row
     line = next(f for f in result.findings if f.subject == "DRAFT-0001/1")
     assert [(e.table, e.source_ref) for e in line.evidence if e.table != "subscriptions"] == [
         ("invoice_lines", "data/billing/draft_invoice_lines.csv:2"), ("invoices", "data/billing/draft_invoices.csv:2")]

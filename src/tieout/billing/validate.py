@@ -21,7 +21,7 @@ from tieout.billing.pricing import EXACT, divide_round, exact
 from tieout.config import SeverityConfig
 from tieout.engines.base import Engine
 from tieout.errors import InputError
-from tieout.findings import Finding, build_findings, severity_of
+from tieout.findings import Finding, build_findings
 
 CHECK_NAME = "pre_invoice"
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
@@ -127,16 +127,14 @@ class DraftComparison:
 
 def validate_drafts(engine: Engine, cfg: BillingConfig, severity: SeverityConfig, tables: dict[str, ir.Table]
                     ) -> ValidationResult:
-    """Compare every draft invoice with its expected invoice; verdict per draft (findings as a run builds them,
-    with the validation's severities: currency, catalog, contract and after-cancellation problems are high)."""
+    """Compare every draft invoice with its expected invoice; verdict per draft. The findings are the
+    `pre_invoice` check's, built as a run builds them: the same money at risk, so the same severity."""
     cmp = compare_drafts(engine, cfg, tables)
     if cmp.expected is None:
         return ValidationResult([], [], 0, cfg.hold_on)
     n_expected = int(cmp.expected.count().to_pyarrow().as_py())
     rows = cmp.findings.to_pyarrow().to_pylist()
-    found = build_findings(CHECK_NAME, rows, EXPLANATIONS, tables, severity)
-    for f in found:
-        f.severity = _severity(f.category, f.amount_at_risk, f.currency, severity)
+    found = build_findings(CHECK_NAME, rows, EXPLANATIONS, tables, severity)  # severity as in a run
     heads = cmp.heads.select("x_inv", "x_customer", "x_currency", "x_total").to_pyarrow().to_pylist()
     return _verdicts([(r["invoice_id"], f) for r, f in zip(rows, found, strict=True)], heads, cfg.hold_on,
                      n_expected)
@@ -256,6 +254,11 @@ def compare_drafts(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Tabl
         z_end=ibis._.z_end.max(), z_open=ibis._.z_end.isnull().any())
     od = only_draft.left_join(ended, (only_draft.d_contract == ended.z_contract) & (only_draft.sku == ended.z_sku))
     after = od.z_end.notnull() & ~od.z_open.fill_null(False) & (od.period_start >= od.z_end)
+    # A contracted SKU the catalog does not price has no expected line: its draft lines are the money of
+    # the contract's sku_not_in_catalog guardrail below, not a second finding.
+    priced = sorted({p.sku for p in cfg.products})
+    od = od.filter(after | (od.sku.isin(priced) if priced else ibis.literal(False)) | od.z_contract.isnull())
+    after = od.z_end.notnull() & ~od.z_open.fill_null(False) & (od.period_start >= od.z_end)
     cat_o = ibis.cases((after, "billed_after_cancellation"), (od.d_kind == "usage", "overbilled_usage"),
                        (od.match_kind == "credit", "proration_error"), else_="quantity_mismatch")
     out.append(F(od, cat_o, od.d_amount, ibis.literal("none"), _s(od.d_amount),
@@ -281,8 +284,8 @@ def compare_drafts(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Tabl
                       + "; rounded per invoice the rate table gives " + _s(t1.g_inv_tax) + ".", period=t1.per,
                       value_kind="money", evidence=_evidence(invoice=t1.x_inv)))
 
-    out.extend(_guardrails(engine, cfg, tables, hd))
-    m = _missing_drafts(exp, hd)
+    out.extend(_guardrails(engine, cfg, tables, hd, dl))
+    m = _missing_drafts(exp, inv)
     out.append(_f(m, category="missing_invoice", invoice_id=ibis.null(dt.string),
                   subject=m.m_contract + "@" + m.m_bill.cast(dt.string), customer_id=m.m_customer,
                   currency=m.m_currency, amount_at_risk=m.m_net, expected=_s(m.m_net), actual=ibis.literal("none"),
@@ -317,31 +320,42 @@ def invoice_tax(exp: ir.Table, rounding: str) -> ir.Table:
     return g.group_by(["g_contract", "g_bill"]).aggregate(g_inv_tax=g.part.sum())
 
 
-def _missing_drafts(exp: ir.Table, hd: ir.Table) -> ir.Table:
-    """Contracts with lines due on an invoice date that has drafts, but no draft of their own."""
+def _missing_drafts(exp: ir.Table, invoices: ir.Table) -> ir.Table:
+    """Contracts with lines due on an invoice date that has drafts, but no invoice of their own on it
+    (neither a draft nor one already issued)."""
     due = exp.group_by(m_contract=exp.contract_id, m_bill=exp.bill_date).aggregate(
         m_customer=exp.customer_id.min(), m_currency=exp.currency.min(), m_net=(exp.amount - exp.discount).sum(),
         m_expl=exp.explanation.group_concat(" + "), m_sub=exp.subscription_id.min())
-    miss = due.anti_join(hd, (due.m_contract == hd.x_contract) & (due.m_bill == hd.x_bill))
+    have = invoices.filter(invoices.status != "void")
+    have = have.select(y_contract=have.subscription_id, y_bill=have.period_start)
+    miss = due.anti_join(have, (due.m_contract == have.y_contract) & (due.m_bill == have.y_bill))
     return miss.filter(miss.m_net > 0)
 
 
-def _guardrails(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table], hd: ir.Table) -> list[ir.Table]:
+def _guardrails(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table], hd: ir.Table,
+                dl: ir.Table) -> list[ir.Table]:
     """Contract and catalog problems that must stop a draft: unknown SKU or missing entitlement,
-    currency other than the plan's, unapproved discounts, incomplete contracts, overlaps."""
+    currency other than the plan's, unapproved discounts, incomplete contracts, overlaps. Their money at
+    risk is what the draft bills on the contract row's SKU (net of discount; for an unapproved discount,
+    the discount), as it would go out: severity follows it as for every finding."""
     cat = catalog_tables(engine, cfg)
     segs = priced_segments(tables["subscriptions"], cat["products"])
     segs = segs.join(hd, segs.contract == hd.x_contract)
     # Only segments serving the draft's date or the cycle before it.
     segs = segs.filter((segs.start_date < segs.x_bill + ibis.interval(days=1))
                        & (segs.end_date.isnull() | (segs.end_date > segs.x_bill - ibis.interval(days=400))))
-    segs = segs.mutate(per=segs.x_bill.strftime("%Y-%m"))
+    billed = dl.group_by(b_inv=dl.invoice_id, b_sku=dl.sku).aggregate(
+        b_net=(dl.d_amount - dl.d_discount).sum(), b_discount=dl.d_discount.sum())
+    segs = segs.left_join(billed, (segs.x_inv == billed.b_inv) & (segs.sku == billed.b_sku))
+    segs = segs.mutate(per=segs.x_bill.strftime("%Y-%m"), b_net=segs.b_net.fill_null(0),
+                       b_discount=segs.b_discount.fill_null(0))
     out = []
 
-    def G(t: ir.Table, category: str, expected: ir.Value, actual: ir.Value, why: ir.Value) -> ir.Table:
+    def G(t: ir.Table, category: str, expected: ir.Value, actual: ir.Value, why: ir.Value,
+          risk: ir.Value | None = None) -> ir.Table:
         return _f(t, category=category, invoice_id=t.x_inv, subject=t.subscription_id, customer_id=t.customer_id,
-                  currency=t.currency, amount_at_risk=ibis.literal(0), expected=expected, actual=actual,
-                  explanation=why, period=t.per, value_kind="text",
+                  currency=t.currency, amount_at_risk=t.b_net if risk is None else risk, expected=expected,
+                  actual=actual, explanation=why, period=t.per, value_kind="text",
                   evidence=_evidence(invoice=t.x_inv, subscription=t.subscription_id))
 
     t = segs.filter(segs.p_sku.isnull())
@@ -368,7 +382,8 @@ def _guardrails(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table],
     t = t.filter(too_much)
     out.append(G(t, "discount_not_approved", ibis.literal("an approval reference"), ibis.literal("none"),
                  "Subscription " + t.subscription_id + " carries a discount above "
-                 + ibis.literal(str(cfg.discount_approval_percent)) + "% without an approval reference."))
+                 + ibis.literal(str(cfg.discount_approval_percent)) + "% without an approval reference.",
+                 t.b_discount))
     if "customers" in tables:
         cu = tables["customers"]
         cq = cu.select(k_customer=cu.customer_id, k_email=cu.email, k_tax_id=cu.tax_id, k_po=cu.requires_po,
@@ -386,14 +401,14 @@ def _guardrails(engine: Engine, cfg: BillingConfig, tables: dict[str, ir.Table],
                      "Subscription " + t.subscription_id + " cannot be invoiced as is: " + t._why + "."))
     a = segs.select(a_inv=segs.x_inv, a_id=segs.subscription_id, a_cust=segs.customer_id, a_sku=segs.sku,
                     a_start=segs.start_date, a_end=segs.end_date.fill_null(_FAR), a_cur=segs.currency,
-                    a_per=segs.per, a_contract=segs.contract)
+                    a_per=segs.per, a_contract=segs.contract, a_net=segs.b_net)
     subs = tables["subscriptions"]
     o = subs.select(o_id=subs.subscription_id, o_cust=subs.customer_id, o_sku=subs.sku, o_start=subs.start_date,
                     o_end=subs.end_date.fill_null(_FAR))
     ov = a.join(o, (a.a_cust == o.o_cust) & (a.a_sku == o.o_sku) & (a.a_id != o.o_id) & (a.a_start < o.o_end)
                 & (o.o_start < a.a_end))
     out.append(_f(ov, category="overlapping_subscriptions", invoice_id=ov.a_inv, subject=ov.a_id + "|" + ov.o_id,
-                  customer_id=ov.a_cust, currency=ov.a_cur, amount_at_risk=ibis.literal(0),
+                  customer_id=ov.a_cust, currency=ov.a_cur, amount_at_risk=ov.a_net,
                   expected=ibis.literal("one subscription"), actual=ibis.literal("two"),
                   explanation="Subscriptions " + ov.a_id + " and " + ov.o_id + " bill "
                   + ov.a_sku + " to " + ov.a_cust + " over the same days.", period=ov.a_per, value_kind="text",
@@ -415,13 +430,3 @@ def _verdicts(found: list[tuple[str | None, Finding]], heads: list[dict[str, Any
                                    "hold" if hold else "ok", sum(f.amount_at_risk for f in fs), fs))
     missing = sorted(by_draft.get(None, []), key=lambda f: f.subject)
     return ValidationResult(drafts, missing, n_expected, hold_on)
-
-
-_ALWAYS_HIGH = {"currency_mismatch", "sku_not_in_catalog", "contract_incomplete", "billed_after_cancellation"}
-
-
-def _severity(category: str, amount: int, currency: str, thresholds: SeverityConfig) -> str:
-    """Money decides, except for problems that make a draft wrong whatever the amount."""
-    if category in _ALWAYS_HIGH:
-        return "high"
-    return severity_of(amount, currency, thresholds) if amount else "medium"

@@ -104,11 +104,12 @@ def contracted_periods(ctx: CheckContext, subs: ir.Table, months: list[date]) ->
         service_start=lines.period_start.min(where=~credit), charged_to=lines.period_end.max(where=~credit),
         credited_from=lines.period_start.min(where=credit))
     contract = subs.select(s_id=subs.subscription_id, sku=subs.sku, customer_id=subs.customer_id,
-                           discount_end=subs.discount_end)
+                           discount_end=subs.discount_end, contract=subs.contract_id.fill_null(subs.subscription_id))
     j = per.join(contract, per.subscription_id == contract.s_id)
     service_end = ibis.least(j.charged_to, j.credited_from.fill_null(j.charged_to))
     return j.select(
-        subscription_id=j.subscription_id, customer_id=j.customer_id, sku=j.sku, currency=j.c_currency,
+        subscription_id=j.subscription_id, contract=j.contract, customer_id=j.customer_id, sku=j.sku,
+        currency=j.c_currency,
         unit_amount=j.c_unit, quantity=j.c_qty, period_start=j.cycle_start.truncate("M"), discount_end=j.discount_end,
         service_start=j.service_start, service_days=service_end.delta(j.service_start, unit="day").cast(dt.int64),
         period_days=j.cycle_end.delta(j.cycle_start, unit="day").cast(dt.int64),
@@ -145,19 +146,28 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
     """Billing vs subscriptions: invoice lines against the contracted price, quantity, proration
     and discount for each period; missing invoices; billing after cancellation; overlaps."""
     subs = ctx.table("subscriptions")
+    named = subs.select(n_id=subs.subscription_id).distinct()
     subs = subs.filter(subs.status.isin(p.statuses))
     inv = ctx.table("invoices")
     inv = inv.filter(inv.status != "void")
     lines = ctx.table("invoice_lines")
     heads = inv.select(l_inv=inv.invoice_id, sub_id=inv.subscription_id, inv_currency=inv.currency,
-                       inv_customer=inv.customer_id)
+                       inv_customer=inv.customer_id, inv_draft=(inv.status == "draft").fill_null(False))
     lines = lines.join(heads, lines.invoice_id == heads.l_inv)
     lines = lines.mutate(line_key=lines.invoice_id + "/" + lines.line_id, line_month=lines.period_start.truncate("M"))
-    # read three times below (billing months, lines vs contract, billed after cancellation): join once
+    # read several times below (billing months, lines vs contract, billed after cancellation): join once
     lines = ctx.engine.materialize("billed_lines", lines)
-    months, due = _billing_months(ctx, lines)
+    # With a catalog, `pre_invoice` validates draft invoices (and reports the contracts due one without a
+    # draft): this check compares issued invoices only, so one defect is one finding.
+    drafts_elsewhere = ctx.billing is not None and bool(ctx.billing.products)
+    issued = lines.filter(~lines.inv_draft) if drafts_elsewhere else lines
+    months, due = _billing_months(ctx, issued)
+    if drafts_elsewhere:
+        draft_months = lines.filter(lines.inv_draft).select(d_month=lines.line_month).distinct()
+        due = due.anti_join(draft_months, due.month == draft_months.d_month)
     if not months:
-        periods = subs.select(subscription_id=subs.subscription_id, customer_id=subs.customer_id, sku=subs.sku,
+        periods = subs.select(subscription_id=subs.subscription_id, contract=subs.subscription_id,
+                              customer_id=subs.customer_id, sku=subs.sku,
                               currency=subs.currency, unit_amount=subs.unit_amount, quantity=subs.quantity,
                               period_start=subs.start_date, discount_end=subs.discount_end,
                               service_start=subs.start_date, service_days=ibis.literal(0, dt.int64),
@@ -168,8 +178,15 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
     periods = ctx.engine.materialize("expected_periods", periods)
     out: list[ir.Table] = []
 
-    j = lines.join(periods, (lines.sub_id == periods.subscription_id) & (lines.sku == periods.sku)
-                   & (lines.line_month == periods.period_start))
+    linked = invoice_names(periods, named)
+    j = issued.join(linked, (issued.sub_id == linked.link) & (issued.sku == linked.sku)
+                    & (issued.line_month == linked.period_start))
+    # A line naming a contract of several rows with its SKU (two items of one product) is the row it
+    # agrees with most: the same quantity, then the same unit price.
+    j = j.mutate(_rank=ibis.row_number().over(group_by=j.line_key, order_by=[
+        (j.quantity == j.quantity_right).fill_null(False).desc(),
+        (j.unit_amount == j.unit_amount_right).fill_null(False).desc(), j.subscription_id]))
+    j = j.filter(j._rank == 0).drop("_rank")
     j = ctx.engine.materialize("line_vs_contract", j)
     tol = p.amount_tolerance
     ev = refs(ref("invoice_lines", j.line_key), ref("invoices", j.invoice_id),
@@ -229,7 +246,12 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
         detail="the contracted discount is missing or short", **_pick(base, t)))
 
     # missing_invoice: a due period with service and no line for it.
-    billed = j.select(b_sub=j.subscription_id, b_start=j.line_month).distinct()
+    billed = j.select(b_sub=j.subscription_id, b_start=j.line_month)
+    if drafts_elsewhere:  # a period a draft bills is not missing: pre_invoice validates the draft
+        d = lines.filter(lines.inv_draft)
+        d = d.join(linked, (d.sub_id == linked.link) & (d.sku == linked.sku) & (d.line_month == linked.period_start))
+        billed = billed.union(d.select(b_sub=d.subscription_id, b_start=d.line_month))
+    billed = billed.distinct()
     due_periods = periods.join(due, periods.period_start == due.month)
     miss = due_periods.anti_join(billed, (due_periods.subscription_id == billed.b_sub)
                                  & (due_periods.period_start == billed.b_start))
@@ -243,8 +265,9 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
     # billed_after_cancellation: lines for periods starting on/after the subscription's end.
     ended = ctx.table("subscriptions")
     ended = ended.filter(ended.end_date.notnull())
-    late = lines.join(ended, (lines.sub_id == ended.subscription_id) & (lines.sku == ended.sku)
-                      & (lines.period_start >= ended.end_date))
+    ended = invoice_names(ended.mutate(contract=ended.contract_id.fill_null(ended.subscription_id)), named)
+    late = issued.join(ended, (issued.sub_id == ended.link) & (issued.sku == ended.sku)
+                       & (issued.period_start >= ended.end_date))
     late = late.mutate(net=late.amount - late.discount.fill_null(0))
     out.append(findings_table(
         late, category="billed_after_cancellation", subject=late.line_key, customer_id=late.inv_customer,
@@ -262,6 +285,12 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
                     b_cur=subs.currency)
     ov = a.join(b, (a.a_cust == b.b_cust) & (a.a_sku == b.b_sku) & (a.a_id < b.b_id)
                 & (a.a_start < b.b_end) & (b.b_start < a.a_end))
+    if drafts_elsewhere:  # a contract with a draft: pre_invoice holds the draft for the overlap
+        drafted = lines.filter(lines.inv_draft).select(d_sub=lines.sub_id).distinct()
+        rows = ctx.table("subscriptions")
+        rows = rows.select(r_id=rows.subscription_id, r_contract=rows.contract_id.fill_null(rows.subscription_id))
+        rows = rows.join(drafted, rows.r_contract == drafted.d_sub).select("r_id")
+        ov = ov.filter(~ov.a_id.isin(rows.r_id) & ~ov.b_id.isin(rows.r_id))
     overlap_start = ibis.greatest(ov.a_start, ov.b_start)
     out.append(findings_table(
         ov, category="overlapping_subscriptions", subject=ov.a_id + "|" + ov.b_id, customer_id=ov.a_cust,
@@ -270,6 +299,17 @@ def billing_subscriptions(ctx: CheckContext, p: BillingSubscriptionsParams) -> i
         evidence=refs(ref("subscriptions", ov.a_id), ref("subscriptions", ov.b_id)),
         detail=ibis.literal("from ") + overlap_start.strftime("%Y-%m-%d")))
     return ibis.union(*out, distinct=False)
+
+
+def invoice_names(rows: ir.Table, named: ir.Table) -> ir.Table:
+    """`rows` (with `subscription_id` and `contract`) with `link`, the id an invoice names a row by: its
+    own id, and, for the rows of a contract no row is named after (a Stripe or Chargebee subscription's
+    items `sub/si`, a Zuora subscription's charges `NUMBER/CHARGE`), the contract's id too. A contract
+    whose first segment carries its name (an upgrade's rows) is not widened: its invoices name segments."""
+    own = rows.mutate(link=rows.subscription_id)
+    parts = rows.filter(rows.contract != rows.subscription_id)
+    parts = parts.anti_join(named, parts.contract == named.n_id)
+    return own.union(parts.mutate(link=parts.contract), distinct=False)
 
 
 def _pick(base: dict[str, ir.Value], t: ir.Table) -> dict[str, ir.Value]:

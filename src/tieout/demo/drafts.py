@@ -90,9 +90,8 @@ sources:
   - {name: drafts, format: csv, path: data/billing/draft_invoices.csv, table: invoices, system: billing}
   - {name: draft_lines, format: csv, path: data/billing/draft_invoice_lines.csv, table: invoice_lines,
      system: billing}
-checks:
+checks:  # billing_subscriptions runs too: with a catalog it leaves drafts to pre_invoice (one finding per defect)
   gateway_billing: {enabled: false}
-  billing_subscriptions: {enabled: false}
   gl_cash: {enabled: false}
 """
 
