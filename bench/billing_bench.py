@@ -7,7 +7,9 @@ volume tiers), tieout (Ibis on DuckDB) against the same rating in plain pandas.
 
 Data is generated with DuckDB SQL into bench/data/billing-<subs>-<events>/ (Parquet). Each
 implementation runs in its own subprocess; measured: wall seconds of the work (data already on
-disk, imports excluded) and peak RSS (VmHWM). Both must give the same number of lines and the same
+disk, imports excluded), the CPU seconds the process used for it (user + system, all threads: on a
+shared machine the steadier figure), and peak RSS (VmHWM); the load averages are printed before and
+after. Both must give the same number of lines and the same
 total in minor units, which is checked. Nothing asserts on time.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -68,6 +71,13 @@ def generate(path: Path, subs: int, events: int) -> None:
     con.close()
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _peak_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -119,6 +129,12 @@ def run_pandas(path: Path) -> dict[str, object]:
     return {"seconds": time.perf_counter() - t0, "lines": int(len(rec_amount) + len(usage_amount)), "total": total}
 
 
+def _load() -> None:
+    """The machine's load averages (1, 5, 15 min): on a shared machine, wall time depends on them."""
+    one, five, fifteen = os.getloadavg()
+    sys.stdout.write(f"load average {one:.2f} {five:.2f} {fifteen:.2f}\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subs", default="1M")
@@ -128,7 +144,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.worker:
         fn = run_tieout if a.worker == "tieout" else run_pandas
+        cpu0 = _cpu_seconds()
         result = fn(Path(a.path))
+        result["cpu_seconds"] = _cpu_seconds() - cpu0
         result["peak_rss_mb"] = _peak_rss_mb()
         sys.stdout.write(json.dumps(result, default=str) + "\n")
         return
@@ -139,15 +157,18 @@ def main() -> None:
         generate(path, subs, events)
         sys.stdout.write(f"generated {path} in {time.perf_counter() - t:.1f} s\n")
     results = {}
+    _load()
     for impl in ("tieout", "pandas"):
         proc = subprocess.run([sys.executable, __file__, "--worker", impl, "--path", str(path)], capture_output=True,
                               text=True, check=True)
         results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[impl]
-        sys.stdout.write(f"{impl:7s} {r['seconds']:8.2f} s  peak {r['peak_rss_mb']:8.0f} MB  lines {r['lines']:,}  "
+        sys.stdout.write(f"{impl:7s} {r['seconds']:8.2f} s  cpu {r['cpu_seconds']:7.2f} s  "
+                         f"peak {r['peak_rss_mb']:8.0f} MB  lines {r['lines']:,}  "
                          f"total {r['total']:,}\n")
     same = (results["tieout"]["lines"], results["tieout"]["total"]) == (results["pandas"]["lines"],
                                                                           results["pandas"]["total"])
+    _load()
     ratio = float(results["tieout"]["seconds"]) / float(results["pandas"]["seconds"])
     sys.stdout.write(f"same lines and total: {same}; tieout/pandas time ratio {ratio:.2f}\n")
 

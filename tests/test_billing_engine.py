@@ -5,7 +5,7 @@ subscription or only a customer) give what the row-by-row rules give."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -126,3 +126,77 @@ def test_distinct_quantities_rated_once_give_each_row_its_own_amount(engine: Eng
     assert got == want
     assert all(r["explanation"].startswith("TEAM graduated: ") for r in rows)
     assert Decimal(got["S4"]) == Decimal(6500)
+
+
+def _lines(engine: Engine, name: str, cfg: BillingConfig, subs: list[dict[str, Any]], dates: list[date],
+           events: list[dict[str, Any]] | None = None) -> list[tuple[Any, ...]]:
+    t = BillingTables(engine.from_arrow(f"s_{name}", canonical("subscriptions", subs)),
+                      usage_events=None if events is None else engine.from_arrow(f"u_{name}",
+                                                                                 canonical("usage_events", events)))
+    rows = expected_lines(engine, cfg, t, dates).to_pyarrow().to_pylist()
+    return sorted((r["bill_date"], r["kind"], r["sku"], r["period_start"], r["amount"], r["discount"]) for r in rows)
+
+
+def test_minimum_commitment_is_prorated_by_the_policy(engine: Engine) -> None:
+    """A 30.00 monthly minimum on a usage plan started on April 10 at 12:00 UTC, 50 units at 0.10 used
+    (5.00). By second 1,771,200 of April's 2,592,000 seconds remain: the prorated minimum is
+    30.00 × 1771200/2592000 = 20.50 and the true-up 20.50 − 5.00 = 15.50. By day (21/30): 21.00 − 5.00 = 16.00."""
+    products = [{"sku": "MSG", "currency": "USD", "model": "graduated", "usage": True, "minimum": "30.00",
+                 "tiers": [{"unit_amount": "0.10"}]}]
+    subs = [dict(SUB, subscription_id="S1", sku="MSG", quantity=1, unit_amount=0, start_date=date(2026, 4, 10),
+                 start_at=datetime(2026, 4, 10, 12, tzinfo=UTC), billing_anchor=1)]
+    events = [{"event_id": f"e{i}", "customer_id": "C1", "subscription_id": "S1", "sku": "MSG", "quantity": 10,
+               "occurred_at": datetime(2026, 4, 20 + i, tzinfo=UTC)} for i in range(5)]
+    may = date(2026, 5, 1)
+    by_second = BillingConfig.model_validate({"proration": "second", "products": products})
+    by_day = BillingConfig.model_validate({"proration": "day", "products": products})
+    assert _lines(engine, "min_s", by_second, subs, [may], events) == [
+        (may, "minimum", "MSG", date(2026, 4, 10), 1550, 0), (may, "usage", "MSG", date(2026, 4, 10), 500, 0)]
+    assert _lines(engine, "min_d", by_day, subs, [may], events) == [
+        (may, "minimum", "MSG", date(2026, 4, 10), 1600, 0), (may, "usage", "MSG", date(2026, 4, 10), 500, 0)]
+
+
+def test_a_coupon_cap_is_shared_across_the_invoice_by_largest_remainder(engine: Engine) -> None:
+    """HALF (50 %, capped at 30.00 per invoice) on a contract with two plans: 50 % of 49.00 and of 33.33 is
+    24.50 + 16.67 = 41.17, above the cap, so the 30.00 is shared in proportion: 3000 × 2450/4117 =
+    1785.28 and 3000 × 1667/4117 = 1214.72; the floors (1785 + 1214) leave one unit, which goes to the
+    largest remainder (0.72): 1785 + 1215 = 3000. Under the cap (one plan, 24.50) nothing changes."""
+    cfg = BillingConfig.model_validate({
+        "products": [{"sku": "PRO", "currency": "USD", "model": "per_unit", "amount": "4.90"},
+                     {"sku": "FLAT", "currency": "USD", "model": "flat", "amount": "33.33"}],
+        "coupons": [{"code": "HALF", "percent_off": 50, "cap": "30.00"}]})
+    common = dict(SUB, start_date=date(2026, 1, 1), billing_anchor=1, coupon="HALF")
+    subs = [dict(common, subscription_id="S1", contract_id="K1", sku="PRO", quantity=10, unit_amount=490),
+            dict(common, subscription_id="S2", contract_id="K1", sku="FLAT", quantity=1, unit_amount=3333),
+            dict(common, subscription_id="S3", contract_id="K2", sku="PRO", quantity=10, unit_amount=490,
+                 customer_id="C2")]
+    mar = date(2026, 3, 1)
+    assert _lines(engine, "cap", cfg, subs, [mar]) == [
+        (mar, "recurring", "FLAT", mar, 3333, 1215), (mar, "recurring", "PRO", mar, 4900, 1785),
+        (mar, "recurring", "PRO", mar, 4900, 2450)]
+
+
+def test_a_pause_credits_the_paused_time_and_charges_the_resumed_time(engine: Engine) -> None:
+    """docs/billing.md: 30.00/month paused April 11 to April 21 (the resume keeps the anchor, as Stripe's
+    resume with billing_cycle_anchor=unchanged and its default create_prorations): the May 1 invoice
+    credits April 11 - May 1 (-20.00) and charges April 21 - May 1 (+10.00) besides May (30.00). Resumed
+    with a new anchor (Stripe's default billing_cycle_anchor=now, the resumed row's billing_anchor 21), the
+    resumed row bills a full cycle at once on April 21 and the credit comes on the contract's next invoice
+    of the old anchor, May 1."""
+    cfg = BillingConfig.model_validate({"products": [{"sku": "PRO", "currency": "USD", "model": "flat",
+                                                      "amount": "30.00"}]})
+    base = dict(SUB, sku="PRO", quantity=1, unit_amount=3000, contract_id="K1", billing_anchor=1)
+    subs = [dict(base, subscription_id="S1", start_date=date(2026, 1, 1), end_date=date(2026, 4, 11)),
+            dict(base, subscription_id="S1p", start_date=date(2026, 4, 11), end_date=date(2026, 4, 21),
+                 status="paused"),
+            dict(base, subscription_id="S1r", start_date=date(2026, 4, 21))]
+    apr, may = date(2026, 4, 1), date(2026, 5, 1)
+    got = _lines(engine, "pause", cfg, subs, [apr, may])
+    assert got == [(apr, "recurring", "PRO", apr, 3000, 0), (may, "credit", "PRO", date(2026, 4, 11), -2000, 0),
+                   (may, "proration", "PRO", date(2026, 4, 21), 1000, 0), (may, "recurring", "PRO", may, 3000, 0)]
+    subs[2]["billing_anchor"] = 21
+    days = [date(2026, 4, 1) + timedelta(days=k) for k in range(61)]
+    assert _lines(engine, "resume_now", cfg, subs, days) == [
+        (apr, "recurring", "PRO", apr, 3000, 0), (date(2026, 4, 21), "recurring", "PRO", date(2026, 4, 21), 3000, 0),
+        (may, "credit", "PRO", date(2026, 4, 11), -2000, 0),
+        (date(2026, 5, 21), "recurring", "PRO", date(2026, 5, 21), 3000, 0)]

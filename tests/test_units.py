@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tieout.billing.proration import prorated_amount
+from tieout.billing.pricing import divide_round, exact
 from tieout.config import parse_config
 from tieout.engines import create_engine
 from tieout.errors import ConfigError
@@ -60,7 +60,8 @@ def test_config_error_names_line_and_key(tmp_path: Path) -> None:
 
 
 def _prorate(unit: int, qty: int, days: int, period_days: int) -> int:
-    expr = prorated_amount(ibis.literal(unit), ibis.literal(qty), ibis.literal(days), ibis.literal(period_days))
+    """The engine's proration of a line (billing.expected): full price × service units / cycle units, rounded once."""
+    expr = divide_round(exact(ibis.literal(unit) * ibis.literal(qty)) * ibis.literal(days), ibis.literal(period_days))
     return int(ibis.duckdb.connect().to_pyarrow(expr).as_py())
 
 

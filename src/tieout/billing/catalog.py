@@ -137,7 +137,8 @@ class Coupon(_M):
     duration: Literal["once", "repeating", "forever"] = Field("forever", description="How many periods it lasts.")
     periods: int | None = Field(None, ge=1, description="repeating: number of billing periods.")
     expires: date | None = Field(None, description="Applies to periods starting before this day only.")
-    cap: Decimal | None = Field(None, gt=0, description="At most this much off one line (major units).")
+    cap: Decimal | None = Field(None, gt=0, description="At most this much off one invoice (major units), "
+                                "shared across its lines by largest remainder.")
     stackable: bool = Field(False, description="May apply more than once on one invoice.")
     approval_ref: str | None = Field(None, description="Approval of a discount above the approval threshold.")
 

@@ -107,15 +107,28 @@ def divide_round(numerator: ir.NumericValue, denominator: ir.NumericValue, round
     n = numerator.cast(EXACT) if not isinstance(numerator.type(), dt.Decimal) else numerator
     d = denominator.cast(EXACT)
     a = n.abs()
-    q0 = (a.cast(dt.float64) / d.cast(dt.float64)).floor().cast(dt.Decimal(38, 0))
-    r0 = a - q0 * d
-    q = ibis.cases((r0 < 0, q0 - 1), (r0 >= d, q0 + 1), else_=q0)
-    r = a - q * d
-    twice = r * 2
-    tie_up = ibis.literal(True) if rounding == "half_up" else (q % 2) == 1
-    up = (twice > d) | ((twice == d) & tie_up)
-    magnitude = (q + ibis.ifelse(up, 1, 0)).cast(dt.int64)
-    return ibis.ifelse(n < 0, -magnitude, magnitude)
+    # The nearest integer by the float estimate (off by at most one), then two exact comparisons of
+    # a/d with the half-way points around it: 2a − (2m ∓ 1)·d. Each input is referenced a few times
+    # only: engines inline expressions, so every extra reference multiplies the SQL and its work.
+    m = ((a * 2 + d).cast(dt.float64) / (d * 2).cast(dt.float64)).floor().cast(dt.Decimal(38, 0))  # a/d + ½
+    below = a * 2 - (m * 2 - 1) * d  # < 0: a/d is below m − ½
+    above = a * 2 - (m * 2 + 1) * d  # >= 0: a/d is at or above m + ½
+    if rounding == "half_up":  # a tie goes away from zero (up, on the magnitude)
+        down, up = below < 0, above >= 0
+    else:  # a tie goes to the even neighbour
+        odd = (m % 2) == 1
+        down, up = (below < 0) | ((below == 0) & odd), (above > 0) | ((above == 0) & odd)
+    magnitude = (m + ibis.cases((down, -1), (up, 1), else_=0)).cast(dt.int64)
+    return magnitude * ibis.ifelse(n < 0, -1, 1)
+
+
+def divide_floor(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.IntegerValue:
+    """floor(numerator / denominator), exactly, for numerator >= 0 and denominator > 0 (the float
+    quotient as an estimate, corrected by the exact remainder, as in `divide_round`)."""
+    n, d = numerator.cast(EXACT), denominator.cast(EXACT)
+    q = (n.cast(dt.float64) / d.cast(dt.float64)).floor().cast(dt.Decimal(38, 0))
+    r = n - q * d
+    return (q + ibis.cases((r < 0, -1), (r >= d, 1), else_=0)).cast(dt.int64)
 
 
 def round_exact(value: ir.NumericValue, rounding: str = "half_up") -> ir.IntegerValue:
@@ -166,17 +179,17 @@ def tiers_arrow(cfg: BillingConfig) -> pa.Table:
 
 def rate_quantities(q: ir.Table, tiers: ir.Table, key: str) -> ir.Table:
     """Exact amounts of tiered quantities, set-based: `q` has `key`, `p_sku`, `p_valid_from`, `p_model`,
-    `p_exp` and `rate_qty`; returns (`key`, `tiered_amount`, `tier_detail`).
+    `p_exp` and `rate_qty`; returns (`key`, `tiered_amount`).
 
     Each row meets every tier of its product; a graduated row takes the units of the quantity that fall
     in each tier (the quantity clamped to [lower, upper]) and sums; a volume row keeps only the tier its
     total falls in (lower < quantity ≤ upper) and prices every unit there.
 
     Many rows share a quantity (seats, or usage sums over a period), so each distinct (product,
-    quantity) is rated and described once, and the rows take their amount from it by a join."""
+    quantity) is rated once, and the rows take their amount from it by a join."""
     rated = rate_distinct_quantities(q, tiers)
     j = q.join(rated, same_rated(q, rated))
-    return j.select(j[key], tiered_amount=j.tiered_amount, tier_detail=j.tier_detail)
+    return j.select(j[key], tiered_amount=j.tiered_amount)
 
 
 def same_rated(q: ir.Table, rated: ir.Table) -> ir.BooleanValue:
@@ -185,29 +198,41 @@ def same_rated(q: ir.Table, rated: ir.Table) -> ir.BooleanValue:
             & ((q.p_valid_from.isnull() & rated.r_valid_from.isnull()) | (q.p_valid_from == rated.r_valid_from)))
 
 
-def rate_distinct_quantities(q: ir.Table, tiers: ir.Table) -> ir.Table:
-    """The tiered amount and its words for each distinct (product, quantity) of `q` (columns `p_sku`,
-    `p_valid_from`, `p_model`, `p_exp`, `rate_qty`): (r_sku, r_valid_from, r_qty, tiered_amount,
-    tier_detail)."""
+def _in_tiers(q: ir.Table, tiers: ir.Table) -> ir.Table:
+    """Each distinct (product, quantity) of `q` against every tier of its product, with the units the
+    tier prices (`_units`) and whether it prices any (`_used`): a graduated quantity reaches a tier when
+    it is above the tier's lower bound, and takes its units clamped to the tier; a volume quantity
+    uses the one tier it falls in (lower < quantity ≤ upper), for every unit."""
     q = q.select("p_sku", "p_valid_from", "p_model", "p_exp", "rate_qty").distinct()
     j = q.join(tiers, (q.p_sku == tiers.t_sku) & (q.p_valid_from.isnull() & tiers.t_valid_from.isnull()
                                                    | (q.p_valid_from == tiers.t_valid_from)))
     qty = j.rate_qty
     upper = j.t_upper.fill_null(qty)
-    in_tier = ibis.greatest(ibis.least(qty, upper) - j.t_lower, 0)
     reached = qty > j.t_lower
     is_volume = j.p_model == "volume"
     volume_tier = reached & (j.t_upper.isnull() | (qty <= j.t_upper))
-    part = ibis.ifelse(
-        is_volume,
-        ibis.ifelse(volume_tier, exact(qty) * j.t_unit + j.t_flat, exact(ibis.literal(0))),
-        ibis.ifelse(reached, exact(in_tier) * j.t_unit + j.t_flat, exact(ibis.literal(0))),
-    )
-    used = ibis.ifelse(is_volume, volume_tier, reached)
+    return j.mutate(_used=ibis.ifelse(is_volume, volume_tier, reached),
+                    _units=ibis.ifelse(is_volume, qty, ibis.greatest(ibis.least(qty, upper) - j.t_lower, 0)))
+
+
+def rate_distinct_quantities(q: ir.Table, tiers: ir.Table) -> ir.Table:
+    """The exact tiered amount of each distinct (product, quantity) of `q` (columns `p_sku`,
+    `p_valid_from`, `p_model`, `p_exp`, `rate_qty`): (r_sku, r_valid_from, r_qty, tiered_amount)."""
+    j = _in_tiers(q, tiers)
+    part = ibis.ifelse(j._used, exact(j._units) * j.t_unit + j.t_flat, exact(ibis.literal(0)))
+    return j.group_by(r_sku=j.p_sku, r_valid_from=j.p_valid_from, r_qty=j.rate_qty).aggregate(
+        tiered_amount=part.sum().cast(dt.Decimal(38, 18)))
+
+
+def tier_words(q: ir.Table, tiers: ir.Table) -> ir.Table:
+    """How each distinct (product, quantity) of `q` is rated, in words, tier by tier ('tier 1: 100 ×
+    0.02; tier 2: 50 × 0.015 + 1'): (r_sku, r_valid_from, r_qty, tier_detail), null when no tier is
+    reached."""
+    j = _in_tiers(q, tiers)
     major = ibis.cases((j.p_exp == 0, 1), (j.p_exp == 3, Decimal("0.001")), else_=Decimal("0.01")).cast(EXACT)
     detail = ibis.ifelse(
-        used,
-        "tier " + j.t_no.cast(dt.string) + ": " + ibis.ifelse(is_volume, qty, in_tier).cast(dt.string) + " × "
+        j._used,
+        "tier " + j.t_no.cast(dt.string) + ": " + j._units.cast(dt.string) + " × "
         + _plain(j.t_unit * major) + ibis.ifelse(j.t_flat > 0, " + " + _plain(j.t_flat * major), ""),
         ibis.null(dt.string),
     )
@@ -215,11 +240,8 @@ def rate_distinct_quantities(q: ir.Table, tiers: ir.Table) -> ir.Table:
     # so each part carries its zero-padded tier number and a unit separator, the list is sorted and
     # joined, and the numbers are dropped (no lambda: DuckDB and Spark spell them differently).
     keyed = j.t_no.cast(dt.string).lpad(_TIER_DIGITS, "0") + _MARK + detail
-    j = j.mutate(_part=part, _detail=keyed)
-    out = j.group_by(r_sku=j.p_sku, r_valid_from=j.p_valid_from, r_qty=j.rate_qty).aggregate(
-        tiered_amount=j._part.sum().cast(dt.Decimal(38, 18)),
-        _details=j._detail.collect(),
-    )
+    out = j.mutate(_detail=keyed).group_by(r_sku=j.p_sku, r_valid_from=j.p_valid_from, r_qty=j.rate_qty).aggregate(
+        _details=ibis._._detail.collect())
     words = out._details.sort().join("; ").re_replace(f"[0-9]{{{_TIER_DIGITS}}}{_MARK}", "")
     return out.mutate(tier_detail=ibis.ifelse(out._details.length() > 0, words, ibis.null(dt.string))).drop(
         "_details")
