@@ -73,3 +73,18 @@ def test_every_metric_is_computed_for_every_period(books: dict[str, ibis.Table])
     for period in ("2026-07", "2026-08"):
         assert {m.name for m in metrics if m.period == period} >= set(METRICS)
     assert all(m.unit == METRICS[m.name][0] for m in metrics if m.name in METRICS)
+
+
+def test_reconciliation_coverage_counts_each_paired_charge_once(books: dict[str, ibis.Table]) -> None:
+    # ch1 is named by two pairs (two payments carrying its reference), ch5 by one, re1 (a refund) by one
+    pairs = ibis.memtable(pa.table({"left_id": ["ch1", "ch1", "ch5", "re1"], "right_id": ["P1", "P9", "P2", "P3"]}))
+    got = {(m.period, m.name): m.value for m in compute_metrics(books, [], pairs)}
+
+    # July: ch1 of the two settled charges (ch1, ch2) is matched; August: ch5, the only one
+    assert got[("2026-07", "reconciliation_coverage")] == "50.00"
+    assert got[("2026-08", "reconciliation_coverage")] == "100.00"
+    # the join on pairs adds no rows: settled and attempts are as without pairs
+    assert got[("2026-07", "gateway_settled")] == "15000"
+    assert got[("2026-08", "gateway_settled")] == "-300"
+    assert got[("2026-07", "collection_success_rate")] == "66.67"
+    assert got[("2026-07", "posting_gap")] == "5000"  # 15000 settled; billing has 10000 by card in July

@@ -2,6 +2,8 @@
 (one-to-one, deterministic), and one-to-many roll-ups. Every pair records how it was made.
 
 This room pairs records; it never decides what a discrepancy is (that is the checks' job).
+Its intermediate and final pairs are scratch tables (`Engine.materialize(scratch=True)`): written
+compressed into DuckDB's file they cost about three times as much to write, and a run reads them a few times.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def composite_pairs(
         amount_diff=amount_diff.cast(dt.int64),
         seconds_diff=seconds_diff.cast(dt.int64),
     )
-    candidates = engine.materialize("candidates", candidates)
+    candidates = engine.materialize("candidates", candidates, scratch=True)
     taken: list[ir.Table] = []
     remaining = candidates
     for _ in range(max_rounds):
@@ -106,7 +108,7 @@ def composite_pairs(
         )
         ranked = remaining.mutate(_rl=ibis.row_number().over(by_left), _rr=ibis.row_number().over(by_right))
         mutual = engine.materialize(
-            "mutual", ranked.filter((ranked._rl == 0) & (ranked._rr == 0)).drop("_rl", "_rr")
+            "mutual", ranked.filter((ranked._rl == 0) & (ranked._rr == 0)).drop("_rl", "_rr"), scratch=True
         )
         taken.append(mutual)
         remaining = engine.materialize(
@@ -114,6 +116,7 @@ def composite_pairs(
             remaining.anti_join(mutual.select("left_id"), "left_id").anti_join(
                 mutual.select("right_id"), "right_id"
             ),
+            scratch=True,
         )
     if not taken:
         return candidates.limit(0).mutate(method=ibis.literal(method)).select(*PAIR_COLUMNS)
@@ -140,6 +143,7 @@ def match_one_to_one(
             exact_pairs(Side(lrest, left.id, left.amount, left.time, left.equal),
                         Side(rrest, right.id, right.amount, right.time, right.equal),
                         lkey, rkey, f"exact:{lkey}={rkey}"),
+            scratch=True,
         )
         found.append(pairs)
         lrest = lrest.anti_join(pairs, lrest[left.id] == pairs.left_id)
@@ -156,7 +160,7 @@ def match_one_to_one(
             )
         )
     out = found[0] if len(found) == 1 else ibis.union(*found, distinct=False)
-    return engine.materialize("pairs", out)
+    return engine.materialize("pairs", out, scratch=True)
 
 
 def roll_up(children: ir.Table, parent_key: str, amount: str) -> ir.Table:

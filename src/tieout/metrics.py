@@ -48,13 +48,12 @@ class Metric:
     unit: str
 
 
-def _sum_by(t: ir.Table, when: ir.Value, amount: ir.Value | None) -> dict[tuple[str, str], int]:
-    """Sum of `amount` (or the row count when None) per UTC month and currency."""
-    agg = t.count() if amount is None else amount.sum()
-    rows = t.group_by(period=when.strftime("%Y-%m"), currency=t.currency).aggregate(
-        v=agg
-    ).to_pyarrow().to_pylist()
-    return {(r["period"], r["currency"]): int(r["v"] or 0) for r in rows}
+def _sums_by(t: ir.Table, when: ir.Value, **aggs: ir.Scalar) -> dict[str, dict[tuple[str, str], int]]:
+    """Each of `aggs` (a sum or a count, over rows of `t` it may filter with `where=`) per UTC month and
+    currency, in one query: metric -> {(period, currency): value}. A group the metric's filter leaves
+    empty reads 0; every group has at least one row of `t`."""
+    rows = t.group_by(period=when.strftime("%Y-%m"), currency=t.currency).aggregate(**aggs).to_pyarrow().to_pylist()
+    return {name: {(r["period"], r["currency"]): int(r[name] or 0) for r in rows} for name in aggs}
 
 
 def _pct(num: int, den: int) -> str:
@@ -103,29 +102,40 @@ def compute_metrics(tables: dict[str, ir.Table], findings: Sequence[Finding], ch
         for key, v in data.items():
             values[key][name] += v
 
+    def put_all(data: dict[str, dict[tuple[str, str], int]]) -> None:
+        for name, by_key in data.items():
+            put(name, by_key)
+
+    # One aggregate query per table (each a scan of a big table), every metric of the table a column.
     if "invoices" in tables:
         inv = tables["invoices"]
         billed = inv.filter(~inv.status.isin(["void", "draft"]) & inv.issued_at.notnull())
-        put("invoiced", _sum_by(billed, billed.issued_at, billed.total))
-        put("invoices_checked", _sum_by(billed, billed.issued_at, None))
+        put_all(_sums_by(billed, billed.issued_at, invoiced=billed.total.sum(), invoices_checked=billed.count()))
     if "payments" in tables:
         pay = tables["payments"]
         signed = pay.mutate(signed=(pay.type == "payment").ifelse(pay.amount, -pay.amount))
-        put("collected", _sum_by(signed, signed.received_at, signed.signed))
-        gw = signed.filter(signed.method.isin(list(gateway_methods)))
-        put("_billing_gateway", _sum_by(gw, gw.received_at, gw.signed))
+        gw = signed.method.isin(list(gateway_methods))
+        put_all(_sums_by(signed, signed.received_at, collected=signed.signed.sum(),
+                         _billing_gateway=signed.signed.sum(where=gw)))
     if "gateway_transactions" in tables:
         gt = tables["gateway_transactions"]
         money_moves = ["charge", "refund", "refund_reversal", "dispute", "dispute_reversal"]
-        moved = gt.filter((gt.status == "succeeded") & gt.type.isin(money_moves))
-        put("gateway_settled", _sum_by(moved, moved.created_at, moved.gross))
-        charges = gt.filter((gt.type == "charge") & (gt.status == "succeeded"))
-        put("_charges", _sum_by(charges, charges.created_at, None))
-        attempts = gt.filter((gt.type == "charge") & gt.status.isin(["succeeded", "failed"]))
-        put("_attempts", _sum_by(attempts, attempts.created_at, None))
         if charge_pairs is not None:
-            m = charges.semi_join(charge_pairs, charges.txn_id == charge_pairs.left_id)
-            put("_charges_matched", _sum_by(m, m.created_at, None))
+            # a charge is matched when a pair names it (distinct: a charge is counted once)
+            named = charge_pairs.select(_paired=charge_pairs.left_id).distinct()
+            gt = gt.left_join(named, gt.txn_id == named._paired)
+        # only the rows some metric counts: the groups are those of one query per metric
+        gt = gt.filter(((gt.status == "succeeded") & gt.type.isin(money_moves))
+                       | ((gt.type == "charge") & gt.status.isin(["succeeded", "failed"])))
+        moved = (gt.status == "succeeded") & gt.type.isin(money_moves)
+        charge = (gt.type == "charge") & (gt.status == "succeeded")
+        aggs: dict[str, ir.Scalar] = {
+            "gateway_settled": gt.gross.sum(where=moved), "_charges": gt.count(where=charge),
+            "_attempts": gt.count(where=(gt.type == "charge") & gt.status.isin(["succeeded", "failed"])),
+        }
+        if charge_pairs is not None:
+            aggs["_charges_matched"] = gt.count(where=charge & gt._paired.notnull())
+        put_all(_sums_by(gt, gt.created_at, **aggs))
 
     flagged_invoices: dict[tuple[str, str], set[str]] = defaultdict(set)
     for f in findings:

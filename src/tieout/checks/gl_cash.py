@@ -110,8 +110,7 @@ def gl_cash(ctx: CheckContext, p: GlCashParams) -> ir.Table:
     tokens = manual.select(entry_id=manual.entry_id,
                            token=(manual.reference.fill_null("") + " " + manual.memo.fill_null(""))
                            .re_split(r"[\s,;:()\[\]#/]+").unnest())
-    known = _known_ids(ctx)
-    hit = tokens.join(known, tokens.token == known.known_id).select(hit_id=tokens.entry_id).distinct()
+    hit = _known_hits(ctx, tokens)
     orphan = manual.anti_join(hit, manual.entry_id == hit.hit_id)
     amount = orphan.debit.fill_null(0) + orphan.credit.fill_null(0)
     label = (orphan.posted_at.strftime("%Y-%m-%d") + " " + orphan.account + " "
@@ -127,11 +126,16 @@ def gl_cash(ctx: CheckContext, p: GlCashParams) -> ir.Table:
     return ibis.union(*out, distinct=False)
 
 
-def _known_ids(ctx: CheckContext) -> ir.Table:
+def _known_hits(ctx: CheckContext, tokens: ir.Table) -> ir.Table:
+    """`hit_id`: the entries of `tokens` with a token that is an invoice, payment, payout, gateway
+    transaction or subscription id. Each id table is probed with the few tokens (a semi-join per
+    table), never collected into one distinct set of every known id (millions of rows)."""
     parts = []
     for table, col in (("invoices", "invoice_id"), ("payments", "payment_id"), ("payouts", "payout_id"),
                        ("gateway_transactions", "txn_id"), ("subscriptions", "subscription_id")):
         if ctx.has(table):
             t = ctx.table(table)
-            parts.append(t.select(known_id=t[col].cast(dt.string)))
+            known = t.select(known_id=t[col].cast(dt.string))
+            found = tokens.semi_join(known, tokens.token == known.known_id)
+            parts.append(found.select(hit_id=found.entry_id))
     return ibis.union(*parts, distinct=True)
