@@ -17,9 +17,18 @@ payouts, under-booked fees, the unsupported journal) appear once, as in the base
 
     python bench/generate.py --rows 1M            # -> bench/data/1M/
     python bench/generate.py --rows 3M --base-customers 20000
+    python bench/generate.py --rows 10M --mix target   # -> bench/data/10M-TARGET/ (also: --rows 10M-target)
 
 `--rows` is the target number of gateway transactions (Stripe balance rows + failed payments).
 Writes `bench/data/<scale>/{tieout.yaml,data/*.csv,manifest.json,bench_meta.json}`.
+
+Mixes (`--mix`, see MIXES): `demo` replicates the demo as it is, about one invoice per gateway
+transaction. `target` is the design's mix, about five gateway transactions per invoice (10M
+transactions : ~2M invoices): its base is simulated with `generate_workspace(instalments=6)`, where
+every clean card invoice large enough to split is paid on a payment plan of 2 to 10 card charges,
+each a billing payment against the invoice (the sums tie out: nothing to find). The injected defects
+and their per-customer rate are the demo's in both mixes; the target workspace's directory carries
+the mix (`10M-TARGET`), so `run.py --scales 10M-TARGET` generates and benchmarks it.
 """
 
 from __future__ import annotations
@@ -44,8 +53,20 @@ DATA = HERE / "data"
 GATEWAY_FILES = ("stripe_balance_itemized.csv", "stripe_payments_failed.csv")
 
 
+# mix -> `generate_workspace(instalments=...)` of its base (mean card payments per clean card invoice)
+MIXES = {"demo": 1, "target": 6}
+
+
+def split_label(text: str) -> tuple[str, str | None]:
+    """`10M-target` -> ("10M", "target"); `10M` -> ("10M", None)."""
+    head, _, mix = text.strip().partition("-")
+    if mix and mix.lower() not in MIXES:
+        raise SystemExit(f"generate.py: unknown mix {mix!r} in {text!r}; known: {', '.join(MIXES)}")
+    return head, (mix.lower() or None)
+
+
 def parse_scale(text: str) -> int:
-    t = text.strip().upper().replace("_", "")
+    t = split_label(text)[0].upper().replace("_", "")
     mult = 1
     if t.endswith("M"):
         mult, t = 1_000_000, t[:-1]
@@ -54,13 +75,14 @@ def parse_scale(text: str) -> int:
     return int(Decimal(t) * mult)
 
 
-def base_workspace(customers: int, seed: int) -> Path:
-    path = DATA / f"_base-{customers}-{seed}"
+def base_workspace(customers: int, seed: int, mix: str = "demo") -> Path:
+    instalments = MIXES[mix]
+    path = DATA / (f"_base-{customers}-{seed}" + ("" if mix == "demo" else f"-{mix}"))
     if (path / "manifest.json").exists():
         return path
     if path.exists():
         shutil.rmtree(path)
-    generate_workspace(path, customers=customers, seed=seed)
+    generate_workspace(path, customers=customers, seed=seed, instalments=instalments)
     return path
 
 
@@ -220,14 +242,14 @@ def replicate_manifest(src: Path, dst: Path, k: int, rows: dict[str, int]) -> di
 
 
 def generate(rows_target: int, *, base_customers: int = 20000, seed: int = 7, out: Path | None = None,
-             label: str | None = None) -> Path:
+             label: str | None = None, mix: str = "demo") -> Path:
     t0 = time.perf_counter()
-    base = base_workspace(base_customers, seed)
+    base = base_workspace(base_customers, seed, mix)
     t_base = time.perf_counter() - t0
     base_rows = json.loads((base / "manifest.json").read_text())["rows"]
     base_gw = sum(base_rows[f] for f in GATEWAY_FILES)
     k = max(1, round(rows_target / base_gw))
-    label = label or _label(rows_target)
+    label = label or _label(rows_target) + ("" if mix == "demo" else f"-{mix.upper()}")
     dst = out or DATA / label
     if dst.exists():
         shutil.rmtree(dst)
@@ -242,7 +264,7 @@ def generate(rows_target: int, *, base_customers: int = 20000, seed: int = 7, ou
     t_gl = time.perf_counter() - t2
     manifest = replicate_manifest(base, dst, k, rows)
     meta = {
-        "scale": label, "rows_target": rows_target, "base_customers": base_customers, "seed": seed,
+        "scale": label, "mix": mix, "rows_target": rows_target, "base_customers": base_customers, "seed": seed,
         "replicas": k, "customers": base_customers * k,
         "gateway_transactions": sum(rows[f] for f in GATEWAY_FILES),
         "billing_payments": rows["payments.csv"], "invoices": rows["invoices.csv"], "rows": rows,
@@ -265,15 +287,23 @@ def _label(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", default="1M", help="target gateway transactions: 1M, 3M, 10M, 250K, ...")
+    ap.add_argument("--rows", default="1M", help="target gateway transactions: 1M, 3M, 10M, 250K, ... "
+                    "(a -<mix> tail, e.g. 10M-target, picks the mix)")
+    ap.add_argument("--mix", choices=sorted(MIXES), default=None,
+                    help="demo (default): ~1 invoice per gateway transaction; target: ~5 transactions per invoice")
     ap.add_argument("--base-customers", type=int, default=20000, help="customers simulated by the demo (base)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=None, help="default: bench/data/<rows>/")
     a = ap.parse_args(argv)
     n = parse_scale(a.rows)
-    dst = generate(n, base_customers=a.base_customers, seed=a.seed, out=a.out, label=a.rows.upper())
+    head, tail = split_label(a.rows)
+    if a.mix and tail and a.mix != tail:
+        ap.error(f"--mix {a.mix} contradicts --rows {a.rows}")
+    mix = a.mix or tail or "demo"
+    label = head.upper() + ("" if mix == "demo" else f"-{mix.upper()}")
+    dst = generate(n, base_customers=a.base_customers, seed=a.seed, out=a.out, label=label, mix=mix)
     meta = json.loads((dst / "bench_meta.json").read_text())
-    print(f"{dst}: {meta['replicas']} replicas of {meta['base_customers']:,} customers; "
+    print(f"{dst} ({mix} mix): {meta['replicas']} replicas of {meta['base_customers']:,} customers; "
           f"{meta['gateway_transactions']:,} gateway txns, {meta['billing_payments']:,} payments, "
           f"{meta['invoices']:,} invoices, {meta['bytes'] / 1e6:,.0f} MB; {meta['expected_findings']:,} expected "
           f"findings; {meta['seconds']['total']:.1f} s", file=sys.stderr)

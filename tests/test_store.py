@@ -177,10 +177,10 @@ print("done", flush=True)
 """
 
 
-def _run_child(config: Path, kill_at: int | None) -> list[str]:
+def _run_child(config: Path, kill_at: int | str) -> list[str]:
     """A real run in a subprocess, SIGKILLed at its `kill_at`-th pause point (a progress message, or
-    just before a transaction commits, the run's rows written but not committed); None: run to the end.
-    Returns the pause points it went through, the last one where it was killed."""
+    just before a transaction commits, the run's rows written but not committed), or at the first pause
+    point named `kill_at`. Returns the pause points it went through, the last one where it was killed."""
     seen: list[str] = []
     with subprocess.Popen([sys.executable, "-c", CHILD, str(config)], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True) as proc:
@@ -191,7 +191,7 @@ def _run_child(config: Path, kill_at: int | None) -> list[str]:
                 if where in ("done", ""):
                     break
                 seen.append(where)
-                if len(seen) - 1 == kill_at:
+                if kill_at in (len(seen) - 1, where):
                     proc.send_signal(signal.SIGKILL)
                     break
                 proc.stdin.write("\n")
@@ -212,58 +212,32 @@ def _consistent(store: Store) -> None:
     assert store.verify_audit().ok, store.verify_audit().message()
 
 
-def _pause_points(config: Path) -> list[str]:
-    """The pause points of a whole run, counted in-process as the child would see them."""
-    from sqlalchemy import event
-
-    seen: list[str] = []
-    store = Store(load_config(config).store_url())
-    event.listen(store.engine, "commit", lambda _conn: seen.append("commit"))
-    try:
-        run(load_config(config), store=store, progress=seen.append)
-    finally:
-        store.close()
-    return seen
-
-
 def test_sigkill_at_random_points_leaves_the_store_consistent(tmp_path: Path) -> None:
     config = write_workspace(tmp_path / "ws")
-    points = _pause_points(config)
+    # Killed inside its write transaction; the pause points it went through are every point of a run.
+    points = _run_child(config, "commit")
     assert points[-1] == "commit" and points.count("commit") == 1  # a run commits once, at its end
-    clean = Store(load_config(config).store_url())
-    try:
-        expected = sorted(f.finding_id for f in clean.findings())
-    finally:
-        clean.close()
-    (tmp_path / "ws" / "tieout.db").unlink()
+    assert len(points) > 2
     step = random.Random(2026).randrange(len(points) - 1)
     assert _run_child(config, step)[-1] == points[step]  # killed between two steps of the run
-    assert _run_child(config, len(points) - 1)[-1] == "commit"  # killed inside its write transaction
+    # The killed runs left their lock file behind, but it holds no lock: the OS released it with the process.
+    assert (tmp_path / "ws" / "tieout.db.lock").exists()
     store = Store(load_config(config).store_url())
     try:
         _consistent(store)
         assert store.runs() == []  # every run was killed before its commit: nothing of them is visible
-        after = run(load_config(config), store=store)  # the next run completes: the lock died with the process
-        assert sorted(f.finding_id for f in after.findings) == expected
-        assert [r.status for r in store.runs()] == ["succeeded"]
-        audit_before = store.audit_entries()
-        assert _run_child(config, len(points) - 1)[-1] == "commit"  # killed while writing a second run
-        _consistent(store)
-        assert len(store.runs()) == 1 and store.audit_entries() == audit_before
-    finally:
-        store.close()
-
-
-def test_the_run_lock_file_does_not_outlive_its_meaning(tmp_path: Path) -> None:
-    """A lock file left by a killed run holds no lock: the OS released it with the process."""
-    config = write_workspace(tmp_path / "ws")
-    assert _run_child(config, 1)
-    assert (tmp_path / "ws" / "tieout.db.lock").exists()
-    store = Store(load_config(config).store_url())
-    try:
-        with store.run_lock():
-            pass
         with store.engine.connect() as conn:
             assert conn.execute(text("select count(*) from runs")).scalar() == 0
+        with store.run_lock():
+            pass
+        after = run(load_config(config), store=store)  # the next run completes: the lock died with the process
+        # ... as a first run: every finding new, none left over by the killed runs
+        assert after.lifecycle["new"] == len(after.findings) > 0
+        assert sorted(f.finding_id for f in store.findings()) == sorted(f.finding_id for f in after.findings)
+        assert [r.status for r in store.runs()] == ["succeeded"]
+        audit_before = store.audit_entries()
+        assert _run_child(config, "commit")[-1] == "commit"  # killed while writing a second run
+        _consistent(store)
+        assert len(store.runs()) == 1 and store.audit_entries() == audit_before
     finally:
         store.close()

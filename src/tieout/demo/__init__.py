@@ -104,6 +104,7 @@ class _Books:
         self.failed: list[dict[str, Any]] = []  # Stripe payments export, failed attempts
         self.gl: list[dict[str, Any]] = []  # (account, date, type, num, name, memo, amount)
         self.n: defaultdict[str, int] = defaultdict(int)
+        self.instalments = 1  # mean card payments per clean card invoice (`generate_workspace`)
 
     def next_id(self, prefix: str, width: int = 6) -> str:
         self.n[prefix] += 1
@@ -118,12 +119,18 @@ def _ts(d: date, hour: int, minute: int = 0) -> datetime:
     return datetime(d.year, d.month, d.day, hour, minute, tzinfo=UTC)
 
 
-def generate_workspace(path: Path, customers: int = 2000, seed: int = 7) -> Manifest:
-    """Write `tieout.yaml` and the data files of a demo workspace into `path`."""
+def generate_workspace(path: Path, customers: int = 2000, seed: int = 7, instalments: int = 1) -> Manifest:
+    """Write `tieout.yaml` and the data files of a demo workspace into `path`.
+
+    `instalments` > 1 puts every clean card invoice that is large enough on a payment plan: paid in 2 to
+    2 * instalments - 2 card charges (`instalments` on average), each recorded in billing as its own
+    payment against the invoice. The benchmark's target mix (about five gateway transactions per
+    invoice) uses it; the default (1) is the demo as it always was, byte for byte."""
     rng = random.Random(seed)
     path.mkdir(parents=True, exist_ok=True)
     (path / "data").mkdir(exist_ok=True)
     b = _Books(rng)
+    b.instalments = instalments
     m = Manifest()
     defect_plan = _plan_defects(customers, rng)
 
@@ -326,6 +333,8 @@ def _collect(b: _Books, m: Manifest, inv: dict[str, Any], cus: str, method: str,
                          "invoice": inv["invoice_id"]})
         when = when + timedelta(days=2)
         m.lookalikes["failed payment retried successfully"] += 1
+    if defect is None and b.instalments > 1 and _payment_plan(b, m, inv, cus, when, rng):
+        return
     if defect is None and total >= 2000 and rng.random() < 0.04:
         # Paid in two instalments: two charges, two payments, sum equals the total.
         first = total // 3
@@ -398,6 +407,29 @@ def _collect(b: _Books, m: Manifest, inv: dict[str, Any], cus: str, method: str,
                               "currency": cur, "gross": total, "fee": -dfee, "net": total + dfee,
                               "charge_id": ch["id"], "customer": cus, "invoice": inv["invoice_id"]})
             m.lookalikes["dispute won (reversed), no chargeback needed"] += 1
+
+
+PLAN_MIN_PART = 1000  # minor units: no instalment below 10.00 USD/EUR or 1,000 JPY
+PLAN_SPAN_DAYS = 20  # a plan's instalments fall within this many days of the first
+
+
+def _payment_plan(b: _Books, m: Manifest, inv: dict[str, Any], cus: str, when: datetime,
+                  rng: random.Random) -> bool:
+    """A clean card invoice paid on a payment plan: n card charges spread over up to 20 days, each
+    recorded in billing as a payment against the invoice with its gateway reference; they sum to the
+    total, so nothing is to be found. False (nothing written) when the invoice is too small to split."""
+    total, cur = inv["total"], inv["currency"]
+    n = min(rng.randint(2, 2 * b.instalments - 2), total // PLAN_MIN_PART)
+    if n < 2:
+        return False
+    part = total // n
+    for k in range(n):
+        amount = part if k < n - 1 else total - part * (n - 1)
+        at = when + timedelta(days=PLAN_SPAN_DAYS * k // (n - 1), minutes=rng.randint(0, 600))
+        ch = _charge(b, inv, cus, amount, at, cur)
+        _record(b, inv, "payment", "card", amount, at + timedelta(minutes=rng.randint(0, 90)), ch["id"])
+    m.lookalikes["paid on a payment plan (several card instalments)"] += 1
+    return True
 
 
 def _payouts_and_ledger(b: _Books, m: Manifest, rng: random.Random) -> None:
