@@ -66,6 +66,7 @@ class Case:
     blank_lines: list[int] = field(default_factory=list)  # insert a blank line before these records
     drop_final_newline: bool = False
     wide_row: int | None = None  # this record gets two fields more than the header: the file cannot be read
+    repeated: str | None = None  # a mapped column named twice in the header: the file is refused
 
     def text(self) -> str:
         buf = io.StringIO()
@@ -99,8 +100,10 @@ def cases(draw: st.DrawFn) -> Case:
     extra = draw(st.sampled_from([[], ["memo"], ["memo", "memo"], ["", ""]]))
     order = draw(st.permutations(COLUMNS))
     header = [*order, *extra]
-    if draw(st.booleans()):  # a duplicated canonical column: the first one is read
-        header.append(draw(st.sampled_from(COLUMNS)))
+    repeated = None
+    if draw(st.booleans()):  # a duplicated canonical column: which one holds the values? refused
+        repeated = draw(st.sampled_from(COLUMNS))
+        header.append(repeated)
     n = draw(st.integers(0, 8))
     records = []
     for i in range(n):
@@ -130,6 +133,7 @@ def cases(draw: st.DrawFn) -> Case:
         blank_lines=draw(st.lists(st.integers(0, max(n, 1)), max_size=2)),
         drop_final_newline=draw(st.booleans()),
         wide_row=draw(st.sampled_from([None] * 6 + list(range(n)))) if n else None,
+        repeated=repeated,
     )
 
 
@@ -191,10 +195,15 @@ def test_every_hostile_csv_is_read_or_refused_with_file_and_line(engine: Engine,
             out = _load(engine, Path(tmp), case.source_yaml(), data)
         except InputError as err:
             _assert_names_file_and_line(err)
-            # only a row wider than its header makes a whole file unreadable here
+            if case.repeated is not None and err.line == 1:
+                assert _first_line(err).startswith(
+                    f"p.csv:1: column '{case.repeated}' appears 2 times in the header (mapped to payments."), err
+                return
+            # otherwise only a row wider than its header makes a whole file unreadable here
             assert case.wide_row is not None, _first_line(err)
             assert "fields, the header has" in _first_line(err)
             return
+    assert case.repeated is None, "a header naming a mapped column twice was read without a word"
     assert case.wide_row is None, "a row wider than the header was read without a word"
     _assert_accounted(out, len(case.records))
 
@@ -242,6 +251,31 @@ def test_wide_row_is_refused_the_same_on_both_readers(engine: Engine, tmp_path: 
             _load(engine, tmp_path, "{name: p, format: csv, path: p.csv, table: payments}", text.encode())
         msgs.append(_first_line(exc.value))
     assert msgs == ["p.csv:3: row has 9 fields, the header has 7", "p.csv:4: row has 9 fields, the header has 7"]
+
+
+def test_repeated_mapped_column_is_refused_on_both_readers(engine: Engine, tmp_path: Path) -> None:
+    """Two `amount` columns: which holds the amounts is a guess, so the file is refused, naming line 1
+    and the column; a repeated column nothing maps (`memo`) is read."""
+    header = "payment_id,customer_id,type,method,amount,currency,received_at,amount\n"
+    msgs = []
+    for text in (header + "P-1,C-1,payment,card,10.00,USD,2026-07-01,11.00\n",
+                 header + "\nP-1,C-1,payment,card,10.00,USD,2026-07-01,11.00\n"):
+        with pytest.raises(InputError) as exc:
+            _load(engine, tmp_path, "{name: p, format: csv, path: p.csv, table: payments}", text.encode())
+        _assert_names_file_and_line(exc.value)
+        msgs.append(_first_line(exc.value))
+    assert msgs == ["p.csv:1: column 'amount' appears 2 times in the header (mapped to payments.amount); "
+                    "rename or remove all but one"] * 2
+    configured = "{name: p, format: csv, path: p.csv, table: payments, columns: {amount: Total}}"
+    text = ("payment_id,customer_id,type,method,Total,currency,received_at,Total\n"
+            "P-1,C-1,payment,card,1,USD,2026-07-01,2\n")
+    with pytest.raises(InputError) as exc:
+        _load(engine, tmp_path, configured, text.encode())
+    assert _first_line(exc.value).startswith("p.csv:1: column 'Total' appears 2 times in the header")
+    memo = "payment_id,customer_id,type,method,amount,currency,received_at,memo,memo\n"
+    out = _load(engine, tmp_path, "{name: p, format: csv, path: p.csv, table: payments}",
+                (memo + "P-1,C-1,payment,card,10.00,USD,2026-07-01,a,b\n").encode())
+    _assert_accounted(out, 1)
 
 
 @pytest.mark.parametrize("size", [300_000, 3_000_000])  # over the csv module's default, over DuckDB's line size

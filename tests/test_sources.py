@@ -307,6 +307,22 @@ def test_xlsx_with_real_cell_types(engine: Engine, tmp_path: Path) -> None:
     ]
 
 
+def test_xlsx_repeated_mapped_column_is_refused(engine: Engine, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["payment_id", "customer_id", "type", "method", "amount", "currency", "received_at", "amount"])
+    ws.append(["P-1", "C-1", "payment", "card", 10, "USD", date(2026, 7, 2), 11])
+    wb.save(tmp_path / "payments.xlsx")
+    with pytest.raises(InputError) as exc:
+        load(engine, tmp_path, "{name: x, format: xlsx, path: payments.xlsx, table: payments}")
+    assert str(exc.value).splitlines()[0] == (
+        "payments.xlsx:1: column 'amount' appears 2 times in the header (mapped to payments.amount); "
+        "rename or remove all but one")
+
+
 def test_xlsx_unknown_sheet(engine: Engine, tmp_path: Path) -> None:
     from openpyxl import Workbook
 

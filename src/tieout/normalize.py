@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import ibis
 import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
 from tieout.config import SourceConfig
@@ -22,6 +23,7 @@ from tieout.errors import ConfigError, InputError
 from tieout.model import Kind, Table
 from tieout.money import CURRENCY_EXPONENTS, amount_pattern
 from tieout.sources.base import RawFrame, SourceFormat
+from tieout.sources.tabular import csv_read_error
 
 UTC_TS = dt.Timestamp(timezone="UTC")
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -92,6 +94,14 @@ def check_columns(raw: RawFrame, mapping: Mapping_, table: Table) -> Mapping_:
     kept: dict[str, tuple[str, ...]] = {}
     for canon, names in mapping.columns.items():
         found = tuple(n for n in names if n in present)
+        for name in found:
+            if raw.header.count(name) > 1:  # which of the columns holds the values is anyone's guess
+                raise InputError(
+                    raw.file,
+                    f"column '{name}' appears {raw.header.count(name)} times in the header (mapped to "
+                    f"{table.name}.{canon}); rename or remove all but one",
+                    line=1,
+                )
         if found:
             kept[canon] = found
         elif canon in mapping.configured or table.column(canon).required:
@@ -320,6 +330,39 @@ def ibis_type(kind: Kind) -> dt.DataType:
     return _IBIS_TYPES[kind]
 
 
+# Tables `_read_texts` made, dropped by `release_texts` once the rows they feed are materialized.
+_TRANSIENT: set[tuple[int, str]] = set()  # (id of the backend, table name)
+
+
+def _read_texts(engine: Engine, texts: ir.Table, path: str, shown: str) -> ir.Table:
+    """Read the mapped columns of a lazily read file, as they are, into a scratch table.
+
+    The engine numbers a CSV's lines with `row_number()` over its scan, which runs on one thread, and
+    so does everything in the same pipeline; cut here, the trimming and parsing that follow run on
+    every core (DuckDB, 1M-row Stripe report: 6.4 s on one thread before, 1.4 s + 2 x 2.6 s after).
+    A malformed row is found here now, so the engine's error becomes the file's InputError here too.
+    """
+    try:
+        table = engine.materialize("texts", texts, scratch=True)
+    except Exception as exc:
+        if path in str(exc):
+            raise csv_read_error(shown, exc) from None
+        raise
+    op = table.op()
+    assert isinstance(op, ops.DatabaseTable)
+    _TRANSIENT.add((id(op.source), op.name))
+    return table
+
+
+def release_texts(frames: list[ir.Table]) -> None:
+    """Drop the scratch tables of `_read_texts` that `frames` read, once their rows are materialized."""
+    for frame in frames:
+        for op in frame.op().find(ops.DatabaseTable):
+            if (id(op.source), op.name) in _TRANSIENT:
+                _TRANSIENT.discard((id(op.source), op.name))
+                op.source.drop_table(op.name, force=True)
+
+
 def normalize(
     engine: Engine, raw: RawFrame, src: SourceConfig, fmt: SourceFormat, table: Table, system: str
 ) -> ir.Table:
@@ -327,6 +370,9 @@ def normalize(
     mapping = check_columns(raw, effective_mapping(src, fmt, table, raw.columns), table)
     t = raw.table
     present = set(raw.columns)
+    if raw.lazy_path is not None:
+        used = {n for names in mapping.columns.values() for n in names}
+        t = _read_texts(engine, t.select("_line", *(c for c in raw.columns if c in used)), raw.lazy_path, raw.file)
 
     texts: dict[str, ir.StringValue] = {}
     for col in table.columns:

@@ -35,6 +35,12 @@ class RawFrame:
     table: ir.Table
     file: str  # as shown to users: path relative to the workspace
     columns: tuple[str, ...]  # source column names, in file order, without `_line`
+    # The file when the engine reads it lazily (a CSV view): its rows are parsed, and a malformed
+    # row fails, only when they are first computed. None when the rows are already read.
+    lazy_path: str | None = None
+    # The header's names as the file has them, duplicates included, when the reader renamed
+    # repeated names (`amount`, `amount_1`...); empty when every name is unique.
+    header: tuple[str, ...] = ()
 
 
 Reader = Callable[[Engine, Path, SourceConfig, str], RawFrame]

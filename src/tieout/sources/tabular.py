@@ -103,8 +103,12 @@ def _sniff_delimiter(header_line: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[str], list[list[str | None]], list[int]]:
-    """The slower exact reader: `_line` is the physical line where each record starts."""
+def _read_csv_by_line(
+    path: Path, shown: str, src: SourceConfig
+) -> tuple[list[str], list[str], list[list[str | None]], list[int]]:
+    """The slower exact reader: `_line` is the physical line where each record starts. Returns the
+    header as the file names it, the header with repeated names made unique, rows and lines."""
+    given: list[str] = []
     header: list[str] = []
     rows: list[list[str | None]] = []
     lines: list[int] = []
@@ -124,7 +128,7 @@ def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[s
                 if not row or (len(row) == 1 and row[0] != "" and not row[0].strip()):
                     continue
                 if not header:
-                    header = _unique_names(row)
+                    given, header = [c.strip() for c in row], _unique_names(row)
                     continue
                 if len(row) > len(header):
                     raise InputError(shown, f"row has {len(row)} fields, the header has {len(header)}", line=line)
@@ -132,7 +136,13 @@ def _read_csv_by_line(path: Path, shown: str, src: SourceConfig) -> tuple[list[s
                 lines.append(line)
         except csv.Error as exc:
             raise InputError(shown, f"cannot be read as CSV: {exc}", line=reader.line_num) from None
-    return header, rows, lines
+    return given, header, rows, lines
+
+
+def _repeated(names: list[str]) -> tuple[str, ...]:
+    """`names` when one of them is repeated (RawFrame.header), else ()."""
+    named = [n for n in names if n]
+    return tuple(names) if len(set(named)) < len(named) else ()
 
 
 def _unique_names(row: list[str]) -> list[str]:
@@ -161,10 +171,11 @@ def csv_read_error(shown: str, exc: Exception) -> InputError:
     return InputError(shown, f"cannot be read as CSV: {first}", line=int(at.group(1)) if at else None)
 
 
-def _read_csv_on_engine(engine: Engine, path: Path, src: SourceConfig) -> ir.Table | None:
-    """The fast path: the engine's CSV reader, when the file is regular. None when the exact
-    reader must decide: the engine refused the file, or a row is wider than the header (DuckDB would
-    invent columns for it). The exact reader then reads it or names the line, the same on both paths."""
+def _read_csv_on_engine(engine: Engine, path: Path, src: SourceConfig) -> tuple[ir.Table, list[str]] | None:
+    """The fast path: the engine's CSV reader, when the file is regular, and the header's names as
+    the file has them. None when the exact reader must decide: the engine refused the file, or a row
+    is wider than the header (DuckDB would invent columns for it). The exact reader then reads it or
+    names the line, the same on both paths."""
     with path.open(encoding="utf-8-sig", newline="") as fh:
         first = fh.readline()
     # The delimiter both readers use: DuckDB's own sniffer may pick another one from the data rows.
@@ -173,8 +184,8 @@ def _read_csv_on_engine(engine: Engine, path: Path, src: SourceConfig) -> ir.Tab
         table = engine.read_csv_text(path, encoding="utf-8", delimiter=delimiter)
     except Exception:
         return None
-    width = len(next(csv.reader([first], delimiter=delimiter), []))
-    return table if len(table.columns) - 1 == width else None
+    given = [c.strip() for c in next(csv.reader([first], delimiter=delimiter), [])]
+    return (table, given) if len(table.columns) - 1 == len(given) else None
 
 
 def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
@@ -189,16 +200,21 @@ def read_csv(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFr
         else:
             text_path = Path(tmp) / "utf8.csv"
             _transcode_to_utf8(path, shown, src, encoding, text_path)
-        table = None if _needs_line_tracking(text_path) else _read_csv_on_engine(engine, text_path, src)
-        if table is None:
-            header, rows, lines = _read_csv_by_line(text_path, shown, src)
+        on_engine = None if _needs_line_tracking(text_path) else _read_csv_on_engine(engine, text_path, src)
+        lazy_path: str | None = None
+        if on_engine is None:
+            given, header, rows, lines = _read_csv_by_line(text_path, shown, src)
             if not header:
                 raise InputError(shown, "file has no header row", line=1)
             table = engine.from_arrow("raw", _text_table(header, rows, lines))
-        elif text_path != path:  # the transcoded copy goes with `tmp`: read it now
-            table = engine.materialize("raw", table)
+        else:
+            table, given = on_engine
+            if text_path != path:  # the transcoded copy goes with `tmp`: read it now
+                table = engine.materialize("raw", table)
+            else:
+                lazy_path = str(path)
     cols = tuple(c for c in table.columns if c != "_line")
-    return RawFrame(table, shown, cols)
+    return RawFrame(table, shown, cols, lazy_path=lazy_path, header=_repeated(given))
 
 
 def read_parquet(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
@@ -286,7 +302,9 @@ def read_xlsx(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawF
     wb.close()
     if not header:
         raise InputError(shown, "sheet is empty (expected a header row)", line=1)
-    return RawFrame(engine.from_arrow("raw", _text_table(header, rows, lines)), shown, tuple(header))
+    unique = _unique_names(header)  # a repeated name would overwrite the first column's cells
+    return RawFrame(engine.from_arrow("raw", _text_table(unique, rows, lines)), shown, tuple(unique),
+                    header=_repeated(header))
 
 
 def _xlsx_text(value: object) -> str | None:
