@@ -8,7 +8,7 @@ For each scale, the workspace bench/data/<scale>/ is generated if missing (bench
 each implementation runs in its own fresh Python subprocess (`run.py --worker IMPL WORKSPACE`):
 
 * tieout     load_config + pipeline.run: all three checks, full ingest (normalize + quality gate on
-             every file), findings written to a fresh SQLite store. What a user runs.
+             every file), findings written to a fresh SQLite store (private to the run). What a user runs.
 * tieout_gb  the same with only the sources gateway_billing reads and only that check enabled: the
              like-for-like comparison with the baselines.
 * pandas, polars, floor   bench/pandas_baseline.py (the gateway_billing core only; see there).
@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,15 +174,18 @@ def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
     from tieout.pipeline import run
 
     cfg_path = _gb_config(ws) if only_gateway else ws / "tieout.yaml"
-    for db in ws.glob("tieout*.db"):  # a fresh store: every run is a first run
-        db.unlink()
     t0, c0 = time.perf_counter(), _cpu_seconds()
     cfg = load_config(cfg_path)
+    # A private store: helpers sharing bench/data run concurrently; the workspace's own store
+    # (and its run lock) would make their runs collide.
+    store_dir = tempfile.mkdtemp(prefix="tieout-bench-store-")
+    cfg.store = f"sqlite:///{store_dir}/tieout.db"
     if os.environ.get(MEMORY_LIMIT_ENV):  # `run.py --memory-limit`: DuckDB spills past it
         cfg.duckdb.memory_limit = os.environ[MEMORY_LIMIT_ENV]
     result = run(cfg)
     secs = time.perf_counter() - t0
     cpu_secs = _cpu_seconds() - c0
+    shutil.rmtree(store_dir, ignore_errors=True)
     got = {(f.check, f.category, f.subject) for f in result.findings}
     manifest = json.loads((ws / "manifest.json").read_text())
     expected = {tuple(e) for e in manifest["expected"]

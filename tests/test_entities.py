@@ -4,12 +4,31 @@ queue, decisions, and the promise that distinct companies with similar names are
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
+from pathlib import Path
 
+import ibis.expr.types as ir
+import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tieout.entities import Account, Method, clean_name, resolve, same_words
+from tieout import entities
+from tieout import links as links_module
+from tieout.config import load_config
+from tieout.engines.base import Engine
+from tieout.entities import Account, Method, Resolution, clean_name, resolve, same_words
+from tieout.links import (
+    Decisions,
+    RunLinks,
+    candidates,
+    link_entities,
+    resolve_on_engine,
+    run_links,
+    system_accounts,
+    write_run_links,
+)
+from tieout.store import RunRecord, Store
 
 
 @pytest.mark.parametrize(("raw", "cleaned"), [
@@ -144,3 +163,143 @@ def test_links_do_not_depend_on_input_order(rnd: random.Random) -> None:
     again = resolve(hub, shuffled)
     assert sorted(base.links, key=str) == sorted(again.links, key=str)
     assert sorted(base.review, key=str) == sorted(again.review, key=str)
+
+
+# --- a run resolves on the engine: decisions and mapped ids are joins, names only for the rest ---------
+
+NAMES = ("Acme Corp", "ACME Corporation", "Acme Labs", "Globex Intl", "Globex International Ltd", "Initech",
+         "Vandelay Industries", "Vandelay Industires", "Umbrella GmbH", "Umbrella AG", "", None)
+
+
+def _arrow(rows: list[dict[str, str | None]], cols: tuple[str, ...]) -> pa.Table:
+    return pa.table({c: [r[c] for r in rows] for c in cols}, schema=pa.schema([(c, pa.string()) for c in cols]))
+
+
+@st.composite
+def _workspaces(draw: st.DrawFn) -> tuple[dict[str, pa.Table], Decisions]:
+    """Billing customers and CRM / operations / gateway accounts with names from a look-alike pool,
+    mapped ids (some unknown to billing), billing-side refs (some 18-character Salesforce ids), and
+    decisions on some pairs."""
+    n = draw(st.integers(1, 8))
+    cids = [f"C{i}" for i in range(n)]
+    sf = [f"0015g00000Ab{i:03d}" for i in range(12)]
+    customers, refs_crm, refs_gw = [], set(), set()
+    for c in cids:  # each id recorded by at most one customer: `resolve` keeps the last of duplicates
+        crm = draw(st.sampled_from([None, *sf]))
+        gw = draw(st.sampled_from([None, "cus_1", "cus_2", "cus_3"]))
+        crm = None if crm in refs_crm else crm
+        gw = None if gw in refs_gw else gw
+        refs_crm.add(crm)
+        refs_gw.add(gw)
+        customers.append({"customer_id": c, "name": draw(st.sampled_from(NAMES)), "crm_id": crm,
+                          "gateway_customer_id": gw})
+    mapped = st.sampled_from([None, None, "C9", *cids])
+    crm_ids = draw(st.lists(st.sampled_from([*sf, *(s + "AAQ" for s in sf), "X1", "X2"]), max_size=8, unique=True))
+    crm_rows = [{"account_id": a, "name": draw(st.sampled_from(NAMES)), "customer_id": draw(mapped)} for a in crm_ids]
+    ops_ids = draw(st.lists(st.sampled_from(["O1", "O2", "O3", "O4"]), max_size=4, unique=True))
+    ops_rows = [{"account_id": a, "account_name": draw(st.sampled_from(NAMES)), "customer_id": draw(mapped)}
+                for a in ops_ids]
+    gw_rows = [{"customer_id": draw(st.sampled_from([None, "cus_1", "cus_2", "cus_3", "cus_9"]))}
+               for _ in range(draw(st.integers(0, 6)))]
+    accounts = [("crm", a) for a in crm_ids] + [("operations", a) for a in ops_ids]
+    pairs = [(s, a, c) for s, a in accounts for c in [*cids, "C9"]]
+    picked = draw(st.lists(st.sampled_from(pairs), max_size=4, unique=True)) if pairs else []
+    status = [draw(st.sampled_from(("confirmed", "rejected"))) for _ in picked]
+    d = Decisions([p for p, s in zip(picked, status, strict=True) if s == "confirmed"],
+                  [p for p, s in zip(picked, status, strict=True) if s == "rejected"])
+    return {"customers": _arrow(customers, ("customer_id", "name", "crm_id", "gateway_customer_id")),
+            "crm_accounts": _arrow(crm_rows, ("account_id", "name", "customer_id")),
+            "operations_roster": _arrow(ops_rows, ("account_id", "account_name", "customer_id")),
+            "gateway_transactions": _arrow(gw_rows, ("customer_id",))}, d
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_workspaces())
+def test_the_engine_path_links_exactly_as_resolve_does(engine: Engine,
+                                                       case: tuple[dict[str, pa.Table], Decisions]) -> None:
+    arrow, d = case
+    tables = {name: engine.from_arrow(name, t) for name, t in arrow.items()}
+    hub, others = system_accounts(tables)
+    ref = resolve(hub, others, confirmed=d.confirmed, rejected=d.rejected)
+    got = resolve_on_engine(engine, tables, d)
+    assert got.table is not None
+    links = {(r["system"], r["account_id"], r["customer_id"], r["method"], r["score"])
+             for r in got.table.to_pyarrow().to_pylist()}
+    assert links == {(lk.system, lk.account_id, lk.customer_id, str(lk.method), lk.score) for lk in ref.links}
+    assert sorted(got.review, key=str) == sorted(ref.review, key=str)
+
+
+def test_gateway_accounts_never_reach_python(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accounts linked by id are joins: the name stages see only the accounts left with a name."""
+    seen: list[list[Account]] = []
+    real = entities.link_by_name
+
+    def spy(hub: list[Account], pending: list[Account], **kw: object) -> Resolution:
+        seen.append(list(pending))
+        return real(hub, pending, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(links_module, "link_by_name", spy)
+    customers = [{"customer_id": f"C{i}", "name": f"Customer {i}", "crm_id": None, "gateway_customer_id": f"cus_{i}"}
+                 for i in range(50)]
+    tables = {"customers": engine.from_arrow("customers", _arrow(customers, ("customer_id", "name", "crm_id",
+                                                                            "gateway_customer_id"))),
+              "gateway_transactions": engine.from_arrow("gateway_transactions", _arrow(
+                  [{"customer_id": f"cus_{i}"} for i in range(60)], ("customer_id",))),
+              "crm_accounts": engine.from_arrow("crm_accounts", _arrow(
+                  [{"account_id": "A1", "name": "Customer 7 Inc", "customer_id": None},
+                   {"account_id": "A2", "name": "whatever", "customer_id": "C3"}],
+                  ("account_id", "name", "customer_id")))}
+    got = resolve_on_engine(engine, tables, Decisions([], []))
+    assert [[a.account_id for a in p] for p in seen] == [["A1"]]
+    assert got.table is not None
+    rows = {(r["system"], r["account_id"]): (r["customer_id"], r["method"]) for r in got.table.to_pyarrow().to_pylist()}
+    assert len([k for k in rows if k[0] == "gateway"]) == 50  # cus_50..59: no billing customer records them
+    assert rows[("crm", "A1")] == ("C7", "exact_name") and rows[("crm", "A2")] == ("C3", "mapped_id")
+
+
+def _gateway_only(engine: Engine, **extra: pa.Table) -> dict[str, ir.Table]:
+    customers = [{"customer_id": "C1", "name": "Initech Healthcare Partners LLC", "crm_id": None,
+                  "gateway_customer_id": "cus_1"}]
+    arrow = {"customers": _arrow(customers, ("customer_id", "name", "crm_id", "gateway_customer_id")),
+             "gateway_transactions": _arrow([{"customer_id": "cus_1"}] * 3, ("customer_id",)), **extra}
+    return {name: engine.from_arrow(name, t) for name, t in arrow.items()}
+
+
+def _record(store: Store, links: RunLinks) -> None:
+    store.record_run(RunRecord(
+        started_at=datetime.now(UTC), config_hash="x", tieout_version="test", inputs=[], rule_versions={},
+        as_of="2026-09-30", findings=[], checks_run=[], quarantine=[], metrics=[], counts={}, timings={},
+        also=[lambda s, run_id: write_run_links(s, run_id, links)]))
+
+
+def test_a_run_resolves_only_when_the_links_are_read_or_the_review_queue_can_change(
+        engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "tieout.yaml").write_text("store: sqlite:///store.db\n")
+    cfg = load_config(tmp_path / "tieout.yaml")
+    store = Store(cfg.store_url())
+    crm = _arrow([{"account_id": "A", "name": "Initech Healthcare Partners Group", "customer_id": None}],
+                 ("account_id", "name", "customer_id"))  # an extra word: a candidate for review
+    try:
+        # a check reads the links: resolved, gateway ids only or not
+        tables, links = link_entities(cfg, engine, _gateway_only(engine), store, read=True)
+        assert links is not None and links.table is not None and "entity_links" in tables
+        _record(store, links)
+        assert [(r.account_id, r.customer_id, r.method) for r in run_links(store)] == [("cus_1", "C1", "mapped_id")]
+        # a system linked by name: resolved though nothing reads the links (the review queue follows the data)
+        _, links = link_entities(cfg, engine, _gateway_only(engine, crm_accounts=crm), store, read=False)
+        assert links is not None and links.table is not None
+        assert [(c.account_id, c.customer_id) for c in links.review] == [("A", "C1")]
+        _record(store, links)
+        assert [c.account_id for c in candidates(store)] == ["A"]
+        # gateway ids only, nothing reads the links, but a candidate is pending: resolved, and it leaves the queue
+        tables, links = link_entities(cfg, engine, _gateway_only(engine), store, read=False)
+        assert links is not None and links.table is not None
+        _record(store, links)
+        assert candidates(store) == []
+        # now nothing could use or change a resolution: skipped, and the run records no links
+        tables, skipped = link_entities(cfg, engine, _gateway_only(engine), store, read=False)
+        assert tables == {} and skipped is not None and skipped.table is None
+        _record(store, skipped)
+        assert run_links(store) == []
+    finally:
+        store.close()

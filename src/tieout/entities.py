@@ -166,27 +166,27 @@ def same_id(system: str, account_id: str) -> str:
     return account_id
 
 
-def _index_hub(hub: Sequence[Account]) -> _Hub:
+def _index_hub(hub: Sequence[Account], *, refs: bool = True) -> _Hub:
     names: dict[str, str] = {}
     cleaned: dict[str, str] = {}
     by_clean: dict[str, list[str]] = defaultdict(list)
-    refs: dict[tuple[str, str], str] = {}
+    ids: dict[tuple[str, str], str] = {}
     for a in hub:
         names[a.account_id] = a.name or ""
         c = clean_name(a.name)
         cleaned[a.account_id] = c
         if c:
             by_clean[c].append(a.account_id)
-        for system, ref in a.refs:
+        for system, ref in a.refs if refs else ():
             if ref:
-                refs[(system, same_id(system, ref))] = a.account_id
+                ids[(system, same_id(system, ref))] = a.account_id
     blocks: dict[str, list[str]] = defaultdict(list)
     for cid, c in cleaned.items():
         if c:
             for k in _block_keys(c):
                 blocks[k].append(cid)
     sorted_words = {cid: " ".join(sorted(c.split())) for cid, c in cleaned.items()}
-    return _Hub(names, cleaned, sorted_words, dict(by_clean), refs, dict(blocks))
+    return _Hub(names, cleaned, sorted_words, dict(by_clean), ids, dict(blocks))
 
 
 def same_words(a: str, b: str, typo_score: float = 80.0) -> bool:
@@ -232,13 +232,11 @@ def resolve(
     `confirmed` / `rejected` are decisions from review: a confirmed pair is linked whatever the
     names say, a rejected pair is never linked or proposed again.
     """
-    p = params or ResolutionParams()
     h = _index_hub(hub)
-    alias_map = {clean_name(k): clean_name(v) for k, v in (aliases or {}).items() if clean_name(k)}
     yes = {(s, a): c for s, a, c in confirmed if c in h.names}
     no = set(rejected)
     out = Resolution()
-    pending: list[tuple[Account, str]] = []
+    pending: list[Account] = []
     for acc in others:
         key = (acc.system, acc.account_id)
         if key in yes:
@@ -248,17 +246,47 @@ def resolve(
         if cid is not None and (acc.system, acc.account_id, cid) not in no:
             out.links.append(Link(acc.system, acc.account_id, cid, Method.MAPPED_ID, 100.0))
             continue
-        cleaned = clean_name(acc.name)
-        if not cleaned:
-            out.unresolved.append(acc)
-            continue
-        pending.append((acc, cleaned))
+        pending.append(acc)
+    by_name = _link_by_name(h, pending, aliases=aliases, rejected=no,
+                            claimed={(lk.system, lk.customer_id) for lk in out.links}, params=params)
+    out.links += by_name.links
+    out.review, out.unresolved = by_name.review, by_name.unresolved
+    return out
 
+
+def link_by_name(
+    hub: Sequence[Account],
+    pending: Iterable[Account],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    rejected: Iterable[Decision] = (),
+    claimed: Iterable[tuple[str, str]] = (),
+    params: ResolutionParams | None = None,
+) -> Resolution:
+    """The name stages of `resolve` alone (exact name, alias, fuzzy), for accounts that no decision
+    or mapped id linked: a run decides those on the engine (`tieout.links`) and hands over only the
+    rest. `claimed` is (system, customer_id) of every link already made, which names may not take."""
+    return _link_by_name(_index_hub(hub, refs=False), pending, aliases=aliases, rejected=set(rejected),
+                         claimed=set(claimed), params=params)
+
+
+def _link_by_name(h: _Hub, pending: Iterable[Account], *, aliases: Mapping[str, str] | None,
+                  rejected: set[Decision], claimed: set[tuple[str, str]],
+                  params: ResolutionParams | None) -> Resolution:
+    p = params or ResolutionParams()
+    alias_map = {clean_name(k): clean_name(v) for k, v in (aliases or {}).items() if clean_name(k)}
+    out = Resolution()
+    named: list[tuple[Account, str]] = []
+    for acc in pending:
+        cleaned = clean_name(acc.name)
+        if cleaned:
+            named.append((acc, cleaned))
+        else:
+            out.unresolved.append(acc)
     # Names may link an account only to a hub customer no id or decision already claims for that system.
-    claimed = {(lk.system, lk.customer_id) for lk in out.links}
     proposals: list[tuple[Account, str, Method, float]] = []
-    for acc, cleaned in pending:
-        decided = _by_name(acc, cleaned, h, alias_map, no, claimed, p, out)
+    for acc, cleaned in named:
+        decided = _by_name(acc, cleaned, h, alias_map, rejected, claimed, p, out)
         if decided is not None:
             proposals.append((acc, decided[0], decided[1], decided[2]))
     # Two accounts of one system on the same customer by name alone: neither is certain.

@@ -22,7 +22,7 @@ from tieout.config import Config
 from tieout.engines import create_engine
 from tieout.errors import ConfigError, StoreError
 from tieout.findings import Finding, evidence_summary
-from tieout.links import link_entities, write_resolution
+from tieout.links import link_entities, write_run_links
 from tieout.metrics import Metric, compute_metrics
 from tieout.model import TABLES
 from tieout.normalize import normalize
@@ -157,8 +157,10 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
     `full_refresh` pulls every connector source in full instead of from its cursor."""
     say = progress or (lambda _msg: None)
     rules = load_rules(cfg, shadow)
+    link_readers = []  # enabled checks and rules that read the entity links (without one, resolving may be skipped)
     for name, check in rules.checks.items():
-        check_params(cfg, name, check)
+        if (check_params(cfg, name, check).enabled or name in shadow) and "entity_links" in check.tables:
+            link_readers.append(check.tables)
     channel_settings(cfg)  # a bad notify section stops the run before any work
     own_store = store is None
     st = store or Store(cfg.store_url())
@@ -173,7 +175,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
             pulled = pull_connectors(cfg, say, full_refresh=full_refresh)
             tables, counts, quarantined, inputs = ingest(pulled.config, engine, say)
             pulled.annotate(inputs, quarantined)
-            links, resolution = link_entities(cfg, engine, tables, st)  # entity resolution (tieout.links)
+            reads_links = any(all(t in tables for t in needs if t != "entity_links") for needs in link_readers)
+            links, resolution = link_entities(cfg, engine, tables, st, read=reads_links)  # tieout.links
             tables.update(links)
             tables = engine.adopt(tables)  # the engine the checks run on takes the tables over
             timings["ingest"] = time.perf_counter() - t0
@@ -210,8 +213,8 @@ def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = 
                 counts=result_counts, timings=timings, actor=actor,
                 triage=triage(cfg.priority, cfg.routing, customer_segments(tables)
                               if any(r.segment is not None for r in cfg.routing.rules) else {}),
-                notices=notice_plan(cfg.notify),
-                also=[] if resolution is None else [lambda s, run_id: write_resolution(s, run_id, resolution)]))
+                notices=notice_plan(cfg.notify) if cfg.notify.channels else None,  # none: no finding to look up
+                also=[] if resolution is None else [lambda s, run_id: write_run_links(s, run_id, resolution)]))
             timings["store"] = time.perf_counter() - t2
         result = RunResult(recorded.run_id, as_of, findings, counts, metrics, quarantined, ran, skipped,
                            recorded.lifecycle, timings, checks_failed=list(checks.failed.values()),

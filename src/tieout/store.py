@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -640,6 +640,32 @@ def _unsent_at(invoice: dict[str, Any], at: datetime) -> bool:
 # --- inside a transaction ------------------------------------------------------------------------
 
 
+def insert_plain_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Append rows of plain values (text, numbers: nothing a column type converts) to `table` at the
+    driver's own speed, in the caller's transaction: COPY on PostgreSQL (psycopg), one prepared
+    INSERT executed for many rows (executemany) elsewhere. For the big tables of a run (entity links,
+    audit entries), where SQLAlchemy's per-row parameter processing would cost more than the insert."""
+    quote = conn.dialect.identifier_preparer.quote
+    table, cols = quote(table), ", ".join(quote(c) for c in columns)
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        dbapi: Any = conn.connection.dbapi_connection
+        with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    style = conn.dialect.paramstyle
+    marks = ", ".join("?" if style == "qmark" else "%s" if style in ("format", "pyformat") else f":{i + 1}"
+                      for i in range(len(columns)))
+    batch: list[Sequence[Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == 50_000:
+            conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks})", batch)
+            batch = []
+    if batch:
+        conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks})", batch)
+
+
 def _resolve_id(s: Session, finding_id: str) -> str | None:
     """The full id for `finding_id` or a unique prefix of it."""
     if s.get(FindingRow, finding_id) is not None:
@@ -680,6 +706,7 @@ def _record_findings(s: Session, run_id: int, now: datetime, rec: RunRecord) -> 
         out.transitions.append((fid, new if action in ("found", "reopened", "closed") else action))
 
     new_rows, seen = [], set()
+    updates: list[dict[str, Any]] = []
     for f in rec.findings:
         seen.add(f.finding_id)
         old = existing.get(f.finding_id)
@@ -716,7 +743,9 @@ def _record_findings(s: Session, run_id: int, now: datetime, rec: RunRecord) -> 
             add_event(f.finding_id, "escalated", status, status,
                       f"escalated to {a.escalate_to}: SLA breached ({age} days, owner was {old.owner or 'nobody'})")
             stats["escalated"] += 1
-        s.execute(update(FindingRow).where(FindingRow.finding_id == f.finding_id).values(**values))
+        updates.append(dict(finding_id=f.finding_id, **values))
+    if updates:  # bulk UPDATE by primary key: one executemany per set of columns, not a statement per finding
+        s.execute(update(FindingRow), updates)
     if new_rows:
         s.execute(insert(FindingRow), new_rows)
     gone = sorted(fid for fid, r in existing.items() if r.status in ACTIVE and fid not in seen)
@@ -777,8 +806,7 @@ def _append_audit(s: Session, now: datetime, entries: list[tuple[str, str, str, 
         seq += 1
         body = canonical_json(payload)
         h = entry_hash(seq, at, kind, subject, actor, body, prev)
-        rows.append(dict(seq=seq, at=at, kind=kind, subject=subject, actor=actor, payload=body, prev_hash=prev,
-                         hash=h))
+        rows.append((seq, at, kind, subject, actor, body, prev, h))
         prev = h
-    for chunk in range(0, len(rows), 1000):
-        s.execute(insert(AuditRow), rows[chunk:chunk + 1000])
+    insert_plain_rows(s.connection(), AuditRow.__tablename__,
+                      ("seq", "at", "kind", "subject", "actor", "payload", "prev_hash", "hash"), rows)
