@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -183,4 +183,6 @@ def evidence_summary(items: list[dict[str, Any]]) -> str:
 
 
 def evidence_json(evidence: list[Evidence]) -> str:
-    return json.dumps([asdict(e) for e in evidence], sort_keys=True, default=str)
+    # a shallow dict per record: `asdict` deep-copies every record, the store's largest Python cost
+    return json.dumps([{f.name: getattr(e, f.name) for f in fields(e)} for e in evidence],
+                      sort_keys=True, default=str)
