@@ -24,7 +24,7 @@ from tieout.sources import sql as _sql  # noqa: F401  (registers the SQL connect
 from tieout.sources import stripe as _stripe  # noqa: F401
 from tieout.sources import stripe_api as _stripe_api  # noqa: F401  (registers the Stripe connector)
 from tieout.sources import tabular as _tabular  # noqa: F401
-from tieout.sources import xero as _xero  # noqa: F401  (registers the Xero connector and CSV format)
+from tieout.sources import xero as _xero  # noqa: F401  (registers the Xero connector)
 from tieout.sources import xero_export as _xero_export  # noqa: F401  (registers xero_account_transactions)
 from tieout.sources import zuora as _zuora  # noqa: F401  (registers the Zuora connector and export formats)
 from tieout.sources.base import FORMATS, RawFrame, SourceFormat, register_format
