@@ -12,18 +12,14 @@ normalization); it only moves a negative Debit to Credit (and back), since ledge
 
 from __future__ import annotations
 
-import codecs
 import re
 from pathlib import Path
 
-import pyarrow as pa
-
 from tieout.config import SourceConfig
 from tieout.engines.base import Engine
-from tieout.errors import ConfigError, InputError
+from tieout.errors import InputError
 from tieout.sources.base import RawFrame, SourceFormat, register_format
-from tieout.sources.quickbooks import _records
-from tieout.sources.tabular import decode_error, ensure_not_empty
+from tieout.sources.ledger_report import find_header, ledger_options, read_records, text_frame, unsigned
 
 OUTPUT_COLUMNS = (
     "Entry ID", "Account", "Account Code", "Date", "Source", "Reference", "Contact", "Description",
@@ -40,16 +36,12 @@ def _negative(text: str) -> bool:
     return s.startswith(("-", "("))
 
 
-def _unsigned(text: str) -> str:
-    return text.replace("-", "").replace("(", "").replace(")", "").strip()
-
-
 def _sides(debit: str, credit: str) -> tuple[str, str]:
     """Debit and credit text with a negative on either side moved to the other (unsigned)."""
     if _negative(debit) and not credit:
-        return "", _unsigned(debit)
+        return "", unsigned(debit)
     if _negative(credit) and not debit:
-        return _unsigned(credit), ""
+        return unsigned(credit), ""
     return debit, credit
 
 
@@ -59,44 +51,14 @@ def _account_of_heading(heading: str) -> tuple[str, str]:
 
 
 def read_xero_account_transactions(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
-    ensure_not_empty(path, shown)
-    encoding = codecs.lookup(src.encoding).name
-    try:
-        text = path.read_bytes().decode("utf-8-sig" if encoding == "utf-8" else encoding)  # Xero writes a BOM
-    except UnicodeDecodeError as exc:
-        raise decode_error(path, shown, src, encoding, exc) from None
-    rows, starts = _records(text, shown)
-    header_at = None
-    for i, row in enumerate(rows[:20]):
-        if all(name in (c.strip() for c in row) for name in NEEDED):
-            header_at = i
-            break
-    if header_at is None:
-        raise InputError(shown, "no header row with 'Date', 'Debit' and 'Credit' in the first 20 lines: not a "
-                         "Xero Account Transactions export (add the Debit and Credit columns to the report)",
-                         line=1)
-    header = [c.strip() for c in rows[header_at]]
-    idx: dict[str, int] = {}
-    for i, name in enumerate(header):
-        if name and name not in idx:
-            idx[name] = i
-    account_currencies = src.options.get("account_currencies", {})
-    manual = src.options.get("manual_types", ["Manual Journal"])
-    if not isinstance(account_currencies, dict):
-        raise ConfigError(f"source '{src.name}': options.account_currencies: expected a mapping "
-                          "of account name to currency, e.g. {Business Bank EUR: EUR}")
-    if not isinstance(manual, list) or not all(isinstance(t, str) for t in manual):
-        raise ConfigError(f"source '{src.name}': options.manual_types: expected a list of Source values")
-    manual_types = {t.lower() for t in manual}
+    rows, starts = read_records(path, src, shown)  # Xero writes a BOM
+    header = find_header(rows, NEEDED, shown, "not a Xero Account Transactions export (add the Debit and "
+                         "Credit columns to the report)")
+    options = ledger_options(src, "Manual Journal", "Business Bank EUR", "Source values")
+    cell = header.cell
     group: tuple[str, str] | None = None
-    out: dict[str, list[str | None]] = {c: [] for c in OUTPUT_COLUMNS}
-    lines: list[int] = []
-
-    def cell(row: list[str], name: str) -> str:
-        i = idx.get(name)
-        return row[i].strip() if i is not None and i < len(row) else ""
-
-    for n, row in zip(starts[header_at + 1:], rows[header_at + 1:], strict=True):
+    out: list[tuple[int, dict[str, str]]] = []
+    for n, row in zip(starts[header.at + 1:], rows[header.at + 1:], strict=True):
         cells = [c.strip() for c in row]
         if not any(cells):
             continue
@@ -108,7 +70,7 @@ def read_xero_account_transactions(engine: Engine, path: Path, src: SourceConfig
         if first and not any(cells[1:]):
             group = _account_of_heading(first)  # heading: the account the following lines belong to
             continue
-        if "Account" in idx:
+        if "Account" in header.index:
             account, code = cell(row, "Account"), cell(row, "Account Code")
         elif group is not None:
             account, code = group
@@ -117,7 +79,7 @@ def read_xero_account_transactions(engine: Engine, path: Path, src: SourceConfig
             raise InputError(shown, "ledger line before any account heading, and no Account column", line=n)
         debit, credit = _sides(cell(row, "Debit"), cell(row, "Credit"))
         source = cell(row, "Source")
-        values = {
+        out.append((n, {
             "Entry ID": f"{shown}:{n}",
             "Account": account,
             "Account Code": code,
@@ -128,16 +90,10 @@ def read_xero_account_transactions(engine: Engine, path: Path, src: SourceConfig
             "Description": cell(row, "Description"),
             "Debit": debit,
             "Credit": credit,
-            "Journal Type": "manual" if source.lower() in manual_types else "system",
-            "Currency": str(account_currencies.get(account, "")),
-        }
-        for c in OUTPUT_COLUMNS:
-            out[c].append(values[c])
-        lines.append(n)
-    arrays = {"_line": pa.array(lines, pa.int64())}
-    arrays.update({c: pa.array(v, pa.string()) for c, v in out.items()})
-    table = engine.from_arrow("raw_gl", pa.table(arrays))
-    return RawFrame(table, shown, OUTPUT_COLUMNS)
+            "Journal Type": options.journal_type(source),
+            "Currency": options.currency(account),
+        }))
+    return text_frame(engine, shown, OUTPUT_COLUMNS, out)
 
 
 register_format(
