@@ -104,7 +104,7 @@ def build_report(cfg: Config, period: str, store: Any) -> MonthlyReport:
     from tieout.checks.crm_operations import CrmOperationsParams, customer_view
     from tieout.engines import create_engine
     from tieout.errors import ConfigError
-    from tieout.links import decisions, links_table, resolve_tables
+    from tieout.links import decisions, read_aliases, resolution_params, resolve_on_engine
     from tieout.pipeline import _as_of, ingest
 
     base = check_params(cfg, "crm_operations")
@@ -119,7 +119,10 @@ def build_report(cfg: Config, period: str, store: Any) -> MonthlyReport:
         missing = [t for t in CHECKS["crm_operations"].tables if t not in tables and t != "entity_links"]
         if missing:
             raise ConfigError(f"{cfg.path.name}: the monthly report needs sources for {', '.join(missing)}")
-        tables["entity_links"] = links_table(engine, resolve_tables(cfg, tables, decisions(store)))
+        found = resolve_on_engine(engine, tables, decisions(store), aliases=read_aliases(cfg),
+                                  params=resolution_params(cfg))  # the links a run makes
+        assert found.table is not None
+        tables["entity_links"] = found.table
         ctx = CheckContext(engine, tables, _as_of(cfg, tables), cfg.home_currency)
         view = customer_view(ctx, params).to_pyarrow().to_pylist()
         findings = CHECKS["crm_operations"].run(ctx, params).to_pyarrow().to_pylist()

@@ -218,11 +218,9 @@ def compare(expect: list[dict[str, Any]], rows: list[dict[str, Any]], default_ca
 
 def _entity_links(engine: Engine, tables: dict[str, Any]) -> Any:
     """The links a run would make from these tables (no alias table, no stored decisions)."""
-    from tieout.entities import resolve
-    from tieout.links import links_table, system_accounts
+    from tieout.links import Decisions, resolve_on_engine
 
-    hub, others = system_accounts(tables)
-    return links_table(engine, resolve(hub, others))
+    return resolve_on_engine(engine, tables, Decisions([], [])).table
 
 
 def run_case(check: Check, case: Case, engine: Engine) -> CaseResult:
