@@ -446,19 +446,23 @@ def test_csv_line_numbers_count_blank_lines_and_quoted_newlines(engine: Engine, 
 
 
 def test_line_keeps_file_order_on_two_million_rows(engine: Engine, tmp_path: Path) -> None:
+    """The view's row_number() keeps file order, through `normalize`'s scratch and stored tables too."""
     path = tmp_path / "big.csv"
     n = 2_000_000
     with path.open("w") as fh:
-        fh.write("id,amount\n")
-        fh.writelines(f"{i},{i % 997}.{i % 100:02d}\n" for i in range(n))
-    cfg = parse_config("sources:\n  - {name: big, format: csv, path: big.csv}\n", tmp_path / "tieout.yaml")
+        fh.write("customer_id,name\n")
+        fh.writelines(f"{i},n{i % 997}\n" for i in range(n))
+    cfg = parse_config("sources:\n  - {name: big, format: csv, path: big.csv, table: customers}\n",
+                       tmp_path / "tieout.yaml")
     src = cfg.sources[0]
     raw = read_file(engine, FORMATS["csv"], src, source_files(cfg, src)[0])
-    t = raw.table
-    out = t.aggregate(
-        rows=t.count(), misplaced=(t._line != t.id.cast("int64") + 2).cast("int64").sum(), last=t._line.max()
-    ).to_pyarrow().to_pylist()
-    assert out == [{"rows": n, "misplaced": 0, "last": n + 1}]
+    norm = normalize(engine, raw, src, FORMATS["csv"], TABLES["customers"], "billing")
+    for t, key in ((raw.table, "customer_id"), (norm, "customer_id")):
+        out = t.aggregate(
+            rows=t.count(), misplaced=(t._line != t[key].cast("int64") + 2).cast("int64").sum(), last=t._line.max()
+        ).to_pyarrow().to_pylist()
+        assert out == [{"rows": n, "misplaced": 0, "last": n + 1}]
+    assert norm.filter(norm.customer_id == "1234567").source_ref.to_pyarrow().to_pylist() == ["big.csv:1234569"]
 
 
 # --- bad input ------------------------------------------------------------------------------------

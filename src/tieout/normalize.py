@@ -330,49 +330,35 @@ def ibis_type(kind: Kind) -> dt.DataType:
     return _IBIS_TYPES[kind]
 
 
-# Tables `_read_texts` made, dropped by `release_texts` once the rows they feed are materialized.
-_TRANSIENT: set[tuple[int, str]] = set()  # (id of the backend, table name)
+def _read_texts(engine: Engine, raw: RawFrame, used: set[str]) -> ir.Table:
+    """Read the mapped columns of a lazily read CSV, as they are, into a scratch table.
 
-
-def _read_texts(engine: Engine, texts: ir.Table, path: str, shown: str) -> ir.Table:
-    """Read the mapped columns of a lazily read file, as they are, into a scratch table.
-
-    The engine numbers a CSV's lines with `row_number()` over its scan, which runs on one thread, and
+    The view numbers the file's lines with `row_number()` over its scan, which runs on one thread, and
     so does everything in the same pipeline; cut here, the trimming and parsing that follow run on
     every core (DuckDB, 1M-row Stripe report: 6.4 s on one thread before, 1.4 s + 2 x 2.6 s after).
-    A malformed row is found here now, so the engine's error becomes the file's InputError here too.
+    (Numbering the stored rows by their position instead is not safe: DuckDB 2.0 does not always
+    store a parallel CREATE TABLE AS in scan order.) A malformed row is found here, so the engine's
+    error becomes the file's InputError here.
     """
+    assert raw.lazy_path is not None
     try:
-        table = engine.materialize("texts", texts, scratch=True)
+        return engine.materialize("texts", raw.table.select("_line", *(c for c in raw.columns if c in used)),
+                                  scratch=True)
     except Exception as exc:
-        if path in str(exc):
-            raise csv_read_error(shown, exc) from None
+        if raw.lazy_path in str(exc):
+            raise csv_read_error(raw.file, exc) from None
         raise
-    op = table.op()
-    assert isinstance(op, ops.DatabaseTable)
-    _TRANSIENT.add((id(op.source), op.name))
-    return table
-
-
-def release_texts(frames: list[ir.Table]) -> None:
-    """Drop the scratch tables of `_read_texts` that `frames` read, once their rows are materialized."""
-    for frame in frames:
-        for op in frame.op().find(ops.DatabaseTable):
-            if (id(op.source), op.name) in _TRANSIENT:
-                _TRANSIENT.discard((id(op.source), op.name))
-                op.source.drop_table(op.name, force=True)
 
 
 def normalize(
     engine: Engine, raw: RawFrame, src: SourceConfig, fmt: SourceFormat, table: Table, system: str
 ) -> ir.Table:
-    """Canonical columns + source/source_ref + `_file`, `_line` and the first error of each row."""
+    """Canonical columns + source/source_ref + `_file`, `_line` and the first error of each row,
+    computed once into a table of the engine (`source_ref` is `_file:_line`, made when read)."""
     mapping = check_columns(raw, effective_mapping(src, fmt, table, raw.columns), table)
-    t = raw.table
     present = set(raw.columns)
-    if raw.lazy_path is not None:
-        used = {n for names in mapping.columns.values() for n in names}
-        t = _read_texts(engine, t.select("_line", *(c for c in raw.columns if c in used)), raw.lazy_path, raw.file)
+    used = {n for names in mapping.columns.values() for n in names}
+    t = raw.table if raw.lazy_path is None else _read_texts(engine, raw, used)
 
     texts: dict[str, ir.StringValue] = {}
     for col in table.columns:
@@ -435,13 +421,21 @@ def normalize(
                                   else_=ibis.null(dt.string))
     else:
         error_column = error_value = error_reason = ibis.null(dt.string)
-    return t3.select(
+    # Stored once (the gate and the checks read it several times), without `source_ref`: a text
+    # unique to every row costs more to compress than any other column, and it is `_file:_line`.
+    stored = engine.materialize("norm", t3.select(
+        *values, "_line", _error_column=error_column, _error_value=error_value, _error_reason=error_reason))
+    if raw.lazy_path is not None:
+        op = t.op()
+        assert isinstance(op, ops.DatabaseTable)
+        op.source.drop_table(op.name, force=True)
+    return stored.select(
         *values,
         source=ibis.literal(system),
-        source_ref=ibis.literal(raw.file + ":") + t3._line.cast(dt.string),
+        source_ref=ibis.literal(raw.file + ":") + stored._line.cast(dt.string),
         _file=ibis.literal(raw.file),
-        _line=t3._line,
-        _error_column=error_column,
-        _error_value=error_value,
-        _error_reason=error_reason,
+        _line=stored._line,
+        _error_column=stored._error_column,
+        _error_value=stored._error_value,
+        _error_reason=stored._error_reason,
     )

@@ -14,7 +14,6 @@ import ibis.expr.types as ir
 
 from tieout.engines.base import Engine
 from tieout.model import LINEAGE_COLUMNS, Table
-from tieout.normalize import release_texts
 
 QUARANTINE_COLUMNS = ("table_name", "source", "file", "line", "column_name", "value", "reason")
 
@@ -51,7 +50,7 @@ def _quarantine_rows(t: ir.Table, table: Table, column: ir.Value, value: ir.Valu
 def gate(engine: Engine, table: Table, frames: list[ir.Table]) -> GateResult:
     """Split normalized rows into accepted and quarantined for one canonical table.
 
-    One pass over the sources materializes the normalized rows; a hash aggregate over the keys of the
+    The normalized rows are stored tables already (`normalize`); a hash aggregate over the keys of the
     rows without a parse error finds the keys several rows share (nearly always few or none). Rows
     alone with their key are accepted as they are; only the rows that share a key go through the
     duplicate rules, so the windows over every column run on those alone. An exact duplicate always
@@ -60,8 +59,7 @@ def gate(engine: Engine, table: Table, frames: list[ir.Table]) -> GateResult:
     """
     union = frames[0] if len(frames) == 1 else ibis.union(*frames, distinct=False)
     cols = list(table.column_names)
-    t = engine.materialize(f"norm_{table.name}", union)
-    release_texts(frames)
+    t = union  # each frame is a stored table (`normalize`)
     good = t.filter(t._error_reason.isnull())
     per_key = good.group_by(list(table.key)).aggregate(_n=good.count())
     shared_keys = engine.materialize(f"shared_keys_{table.name}",
