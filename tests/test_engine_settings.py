@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ibis
 import pytest
 
 from tieout.config import parse_config
@@ -32,6 +33,30 @@ def test_settings_from_the_config_reach_duckdb(tmp_path: Path) -> None:
     finally:
         engine.close()
     assert not spill.exists()  # the run's spill directory goes with the engine
+
+
+def test_tables_past_the_memory_limit_spill_to_the_temp_directory(tmp_path: Path) -> None:
+    """The engine's tables live in a compressed in-memory database: past `memory_limit` their blocks
+    go to `temp_directory`, they are not lost and the query does not fail."""
+    cfg = parse_config("duckdb:\n  memory_limit: 64MB\n  threads: 1\n  temp_directory: spill\n",
+                       tmp_path / "tieout.yaml")
+    (tmp_path / "spill").mkdir()
+    engine = create_engine("duckdb", cfg)
+    try:
+        con = engine.con  # type: ignore[attr-defined]
+        assert con.raw_sql("SELECT current_database()").fetchall() == [("work",)]
+        rows = ibis.range(3_000_000).unnest().name("i").as_table()
+        scattered = (rows.i * 7919 % 1000003).cast("string")
+        rows = rows.mutate(text=ibis.literal("row ") + rows.i.cast("string") + "/" + scattered)
+        stored = engine.materialize("big", rows)
+        spilled = con.raw_sql("SELECT sum(temporary_storage_bytes) FROM duckdb_memory()").fetchall()[0][0]
+        assert spilled > 0 and any((tmp_path / "spill").rglob("*.tmp"))
+        out = stored.aggregate(n=stored.count(), s=stored.i.sum(), t=stored.text.length().sum())
+        out = out.to_pyarrow().to_pylist()
+        expected_chars = sum(len(f"row {i}/{i * 7919 % 1000003}") for i in range(3_000_000))
+        assert out == [{"n": 3_000_000, "s": sum(range(3_000_000)), "t": expected_chars}]
+    finally:
+        engine.close()
 
 
 def test_an_empty_duckdb_section_means_defaults(tmp_path: Path) -> None:
