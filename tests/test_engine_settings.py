@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import ibis
@@ -9,6 +10,7 @@ import pytest
 
 from tieout.config import parse_config
 from tieout.engines import create_engine
+from tieout.engines.duckdb import default_memory_limit
 from tieout.errors import ConfigError, InputError
 from tieout.pipeline import run
 
@@ -62,6 +64,15 @@ def test_tables_past_the_memory_limit_spill_to_the_temp_directory(tmp_path: Path
 def test_an_empty_duckdb_section_means_defaults(tmp_path: Path) -> None:
     cfg = parse_config("duckdb:\n", tmp_path / "tieout.yaml")
     assert (cfg.duckdb.memory_limit, cfg.duckdb.threads, cfg.duckdb.temp_directory) == (None, None, None)
+    engine = create_engine("duckdb", cfg)
+    try:  # DuckDB's own default is 80% of RAM; tieout's is 2 GB (less only on a smaller machine)
+        shown = _setting(engine, "memory_limit")
+        assert shown in ("1.9 GiB", "2.0 GiB") or shown.endswith("MiB"), shown
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        assert default_memory_limit() == ("2048MB" if physical * 0.8 >= 2 * 1024**3 else
+                                          f"{int(physical * 0.8) // 1024**2}MB")
+    finally:
+        engine.close()
 
 
 @pytest.mark.parametrize(("text", "first_line"), [

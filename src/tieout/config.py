@@ -216,8 +216,8 @@ class DuckDBConfig(_Section):
     """Settings of the embedded DuckDB engine (`duckdb:` in tieout.yaml), used when `engine: duckdb`."""
 
     memory_limit: str | None = Field(
-        None, description="Memory DuckDB may use before it spills to `temp_directory`, e.g. '2GB' "
-        "(default: DuckDB's, 80% of RAM).")
+        None, description="Memory DuckDB may use before it spills to `temp_directory`, e.g. '8GB' "
+        "(default: 2GB, or 80% of RAM if less; a run spills past it, it does not fail).")
     threads: int | None = Field(None, ge=1, description="Worker threads (default: one per core).")
     temp_directory: str | None = Field(
         None, description="Where spilled data goes, relative to the config file (default: the "
