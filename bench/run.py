@@ -166,6 +166,7 @@ def phases(timings: dict[str, float], spent: dict[str, list[float]]) -> dict[str
 def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
     spent = _instrument_engine()
     from tieout.config import load_config
+    from tieout.engines.duckdb import default_memory_limit
     from tieout.pipeline import run
 
     cfg_path = _gb_config(ws) if only_gateway else ws / "tieout.yaml"
@@ -198,7 +199,7 @@ def worker_tieout(ws: Path, only_gateway: bool) -> dict[str, object]:
         "engine_steps": {k: {"seconds": round(v[0], 2), "calls": int(v[1])}
                          for k, v in sorted(spent.items(), key=lambda kv: -kv[1][0])},
         "work_seconds": round(secs, 3),
-        "duckdb_memory_limit": cfg.duckdb.memory_limit,
+        "duckdb_memory_limit": cfg.duckdb.memory_limit or f"{default_memory_limit()} (default)",
     }
 
 
