@@ -30,9 +30,10 @@ def _timezone(zone: str, ts: _NAIVE_TS) -> _UTC_TS:  # type: ignore[valid-type]
     ...
 
 
-# DuckDB's own default is 80% of RAM: at 10M bench rows a run then holds every table in memory
-# (17 GB peak) and is no faster than within 2 GB, where it spills (191 s at 2.7 GB peak against 201 s;
-# bench/README.md). So tieout caps DuckDB at 2 GB unless `duckdb.memory_limit` says otherwise.
+# DuckDB's own default is 80% of RAM, and it keeps every table in memory up to it: a 10M-row bench
+# run then peaked at 17 GB (all checks, 201 s) or 11.7 GB (gateway_billing alone, 145-167 s). Capped
+# at 2 GB it spills instead: 191 s at 2.7 GB, and 191 s at 2.6 GB (bench/README.md). tieout caps
+# DuckDB at 2 GB unless `duckdb.memory_limit` says otherwise: with memory to spare, more is faster.
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
