@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import ibis
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tieout.config import parse_config
@@ -86,7 +88,7 @@ def test_bad_duckdb_settings_name_the_line(tmp_path: Path, text: str, first_line
 
 
 def test_a_ragged_row_past_the_sniffed_sample_names_file_and_line(tmp_path: Path) -> None:
-    """The file is parsed by the gate's query, not when it is opened: the error still says where."""
+    """The file is parsed by the query that normalizes it, not when it is opened: the error still says where."""
     rows = [f"P-{i},C-1,payment,card,1.00,USD,2026-07-01\n" for i in range(30_000)]
     rows.append("P-x,C-1,payment,card,1.00,USD,2026-07-01,extra,fields\n")
     (tmp_path / "p.csv").write_text(HEADER + "".join(rows))
@@ -95,3 +97,22 @@ def test_a_ragged_row_past_the_sniffed_sample_names_file_and_line(tmp_path: Path
     with pytest.raises(InputError) as exc:
         run(cfg)
     assert str(exc.value).splitlines()[0].startswith("p.csv:30002: cannot be read as CSV:")
+
+
+def test_a_corrupt_parquet_page_past_the_footer_names_the_file(tmp_path: Path) -> None:
+    """A Parquet view is read lazily too: a page that does not decompress fails in the query that
+    normalizes it, as an input error naming the file (exit 2), not an internal error."""
+    n = 200_000
+    table = pa.table({"payment_id": [f"P-{i}" for i in range(n)], "customer_id": ["C-1"] * n,
+                      "type": ["payment"] * n, "method": ["card"] * n, "amount": ["1.00"] * n,
+                      "currency": ["USD"] * n, "received_at": ["2026-07-01"] * n})
+    pq.write_table(table, tmp_path / "p.parquet", row_group_size=50_000, compression="snappy")
+    data = bytearray((tmp_path / "p.parquet").read_bytes())
+    middle = len(data) // 2  # inside a data page; the footer at the end stays readable
+    data[middle:middle + 4000] = bytes((b * 7 + 13) % 256 for b in data[middle:middle + 4000])
+    (tmp_path / "p.parquet").write_bytes(bytes(data))
+    cfg = parse_config("store: sqlite:///t.db\nsources:\n  - {name: p, format: parquet, path: p.parquet, "
+                       "table: payments}\n", tmp_path / "tieout.yaml")
+    with pytest.raises(InputError) as exc:
+        run(cfg)
+    assert str(exc.value).splitlines()[0].startswith("p.parquet: cannot be read")

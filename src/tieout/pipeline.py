@@ -20,7 +20,7 @@ import ibis.expr.types as ir
 from tieout.checks import CheckContext, check_params
 from tieout.config import Config
 from tieout.engines import create_engine
-from tieout.errors import ConfigError, StoreError
+from tieout.errors import ConfigError, InputError, StoreError
 from tieout.findings import Finding, evidence_summary
 from tieout.links import link_entities, write_run_links
 from tieout.metrics import Metric, compute_metrics
@@ -117,7 +117,11 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
         for f in source_files(cfg, src):
             progress(f"reading {f.shown}")
             raw = read_file(engine, fmt, src, f)
-            frames.setdefault(table_name, []).append(normalize(engine, raw, src, fmt, table, system))
+            try:
+                frame = normalize(engine, raw, src, fmt, table, system)
+            except Exception as exc:
+                raise _read_error(exc, f) from None
+            frames.setdefault(table_name, []).append(frame)
             files.setdefault(table_name, []).append((system, f))
             inputs.append({"source": src.name, "file": f.shown, "sha256": f.sha256, "bytes": f.size})
     tables: dict[str, ir.Table] = {}
@@ -125,10 +129,7 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     quarantined: list[dict[str, Any]] = []
     for name, fs in frames.items():
         progress(f"quality gate: {name}")
-        try:
-            g = gate(engine, TABLES[name], fs)
-        except Exception as exc:
-            raise _read_error(exc, [f for _, f in files[name]]) from None
+        g = gate(engine, TABLES[name], fs)
         tables[name] = g.accepted
         counts.extend(g.counts)
         counted = {(c.source, c.file) for c in g.counts}  # a header-only file has no row to count
@@ -138,14 +139,13 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     return tables, counts, quarantined, inputs
 
 
-def _read_error(exc: Exception, files: list[InputFile]) -> Exception:
-    """Files are parsed lazily, by the gate's query: a malformed row (a ragged line far into a big
-    CSV) fails there. Name the file (and line) the engine names; anything else stays as it is."""
-    text = str(exc)
-    for f in files:
-        if str(f.path) in text:
-            return csv_read_error(f.shown, exc)
-    return exc
+def _read_error(exc: Exception, f: InputFile) -> Exception:
+    """Files are read lazily, by the query that normalizes them: a malformed row (a ragged line far
+    into a big CSV, a corrupt Parquet page) fails there. Name the file (and line) when the engine
+    names it; anything else, an InputError already naming it included, stays as it is."""
+    if isinstance(exc, InputError) or str(f.path) not in str(exc):
+        return exc
+    return csv_read_error(f.shown, exc)
 
 
 def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,

@@ -63,7 +63,7 @@ def _gateway(ctx: CheckContext) -> ir.Table:
     def build() -> ir.Table:
         gt = _with_billing_customer(ctx, ctx.table("gateway_transactions"))
         # only the columns this check reads: a narrower table is cheaper to write and to spill; a scratch
-        # table, not compressed into the database file (that write costs about 3x the query)
+        # table, not compressed (compressing it cost about 3x the query)
         return ctx.engine.materialize("gateway_billing", gt.select(*_GATEWAY_COLUMNS), scratch=True)
 
     return ctx.memo("gateway_billing.gateway", build)

@@ -94,7 +94,7 @@ class DuckDBEngine:
         if skip_rows:
             opts.append(f"skip = {int(skip_rows)}")
         name = self._name("raw")
-        # A view, not a table: the file is parsed once, by the query that normalizes and gates it.
+        # A view, not a table: the file is parsed once, by the query that normalizes it.
         # row_number() over a single scan keeps file order (DuckDB preserves insertion order);
         # tests/test_sources.py checks it on a multi-million-row file.
         self.con.raw_sql(
@@ -117,8 +117,8 @@ class DuckDBEngine:
         return self.con.create_table(self._name(name), table)
 
     def materialize(self, name: str, expr: ir.Table, *, scratch: bool = False) -> ir.Table:
-        # A scratch result is a temporary table: in memory (spilled past memory_limit), not compressed
-        # into the database file, which costs about 4x the CPU of computing a wide table.
+        # A scratch result is a temporary table: not compressed like the work database's tables (spilled
+        # past memory_limit all the same); it is read a few times and dropped with the session.
         return self.con.create_table(self._name(name), expr, temp=scratch)
 
     def parse_timestamp(self, text: ir.StringValue, fmt: str) -> ir.TimestampValue:
