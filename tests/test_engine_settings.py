@@ -115,4 +115,4 @@ def test_a_corrupt_parquet_page_past_the_footer_names_the_file(tmp_path: Path) -
                        "table: payments}\n", tmp_path / "tieout.yaml")
     with pytest.raises(InputError) as exc:
         run(cfg)
-    assert str(exc.value).splitlines()[0].startswith("p.parquet: cannot be read")
+    assert str(exc.value).splitlines()[0].startswith("p.parquet: cannot be read as Parquet:")

@@ -23,7 +23,7 @@ from tieout.errors import ConfigError, InputError
 from tieout.model import Kind, Table
 from tieout.money import CURRENCY_EXPONENTS, amount_pattern
 from tieout.sources.base import RawFrame, SourceFormat
-from tieout.sources.tabular import csv_read_error
+from tieout.sources.tabular import file_read_error
 
 UTC_TS = dt.Timestamp(timezone="UTC")
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -346,7 +346,7 @@ def _read_texts(engine: Engine, raw: RawFrame, used: set[str]) -> ir.Table:
                                   scratch=True)
     except Exception as exc:
         if raw.lazy_path in str(exc):
-            raise csv_read_error(raw.file, exc) from None
+            raise file_read_error(raw.file, exc) from None
         raise
 
 

@@ -33,7 +33,7 @@ from tieout.rules import RuleFailure, ShadowDiff, diff_shadow, load_rules
 from tieout.rules.execute import run_checks
 from tieout.sources import InputFile, read_file, source_files, source_format
 from tieout.sources.connectors import pull_connectors
-from tieout.sources.tabular import csv_read_error
+from tieout.sources.tabular import file_read_error
 from tieout.store import OPEN_STATUSES, RunRecord, Store
 
 Progress = Callable[[str], None]
@@ -120,7 +120,7 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
             try:
                 frame = normalize(engine, raw, src, fmt, table, system)
             except Exception as exc:
-                raise _read_error(exc, f) from None
+                raise _read_error(exc, f, raw.kind) from None
             frames.setdefault(table_name, []).append(frame)
             files.setdefault(table_name, []).append((system, f))
             inputs.append({"source": src.name, "file": f.shown, "sha256": f.sha256, "bytes": f.size})
@@ -139,13 +139,13 @@ def ingest(cfg: Config, engine: Any, progress: Progress) -> tuple[dict[str, ir.T
     return tables, counts, quarantined, inputs
 
 
-def _read_error(exc: Exception, f: InputFile) -> Exception:
+def _read_error(exc: Exception, f: InputFile, kind: str) -> Exception:
     """Files are read lazily, by the query that normalizes them: a malformed row (a ragged line far
     into a big CSV, a corrupt Parquet page) fails there. Name the file (and line) when the engine
     names it; anything else, an InputError already naming it included, stays as it is."""
     if isinstance(exc, InputError) or str(f.path) not in str(exc):
         return exc
-    return csv_read_error(f.shown, exc)
+    return file_read_error(f.shown, exc, kind)
 
 
 def run(cfg: Config, *, progress: Progress | None = None, store: Store | None = None,

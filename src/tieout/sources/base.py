@@ -41,6 +41,8 @@ class RawFrame:
     # The header's names as the file has them, duplicates included, when the reader renamed
     # repeated names (`amount`, `amount_1`...); empty when every name is unique.
     header: tuple[str, ...] = ()
+    # How the file is read, as error messages name it ("cannot be read as Parquet: ...").
+    kind: str = "CSV"
 
 
 Reader = Callable[[Engine, Path, SourceConfig, str], RawFrame]

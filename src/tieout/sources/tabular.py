@@ -164,11 +164,11 @@ def ensure_not_empty(path: Path, shown: str) -> None:
         raise InputError(shown, "file is empty (expected a header row)", line=1)
 
 
-def csv_read_error(shown: str, exc: Exception) -> InputError:
-    """The engine's CSV errors are specific: keep their first line and the line they name."""
+def file_read_error(shown: str, exc: Exception, kind: str = "CSV") -> InputError:
+    """The engine's read errors are specific: keep their first line and the line they name."""
     first = str(exc).strip().splitlines()[0]
     at = _DUCKDB_LINE.search(str(exc))
-    return InputError(shown, f"cannot be read as CSV: {first}", line=int(at.group(1)) if at else None)
+    return InputError(shown, f"cannot be read as {kind}: {first}", line=int(at.group(1)) if at else None)
 
 
 def _read_csv_on_engine(engine: Engine, path: Path, src: SourceConfig) -> tuple[ir.Table, list[str]] | None:
@@ -224,7 +224,7 @@ def read_parquet(engine: Engine, path: Path, src: SourceConfig, shown: str) -> R
     except Exception as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputError(shown, f"cannot be read as Parquet: {first}") from None
-    return RawFrame(table, shown, tuple(c for c in table.columns if c != "_line"))
+    return RawFrame(table, shown, tuple(c for c in table.columns if c != "_line"), kind="Parquet")
 
 
 def _as_text(value: object) -> str | None:
