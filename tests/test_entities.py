@@ -25,7 +25,6 @@ from tieout.links import (
     link_entities,
     resolve_on_engine,
     run_links,
-    system_accounts,
     write_run_links,
 )
 from tieout.store import RunRecord, Store
@@ -211,6 +210,33 @@ def _workspaces(draw: st.DrawFn) -> tuple[dict[str, pa.Table], Decisions]:
             "crm_accounts": _arrow(crm_rows, ("account_id", "name", "customer_id")),
             "operations_roster": _arrow(ops_rows, ("account_id", "account_name", "customer_id")),
             "gateway_transactions": _arrow(gw_rows, ("customer_id",))}, d
+
+
+def system_accounts(tables: dict[str, ir.Table]) -> tuple[list[Account], list[Account]]:
+    """(billing customers, every other system's accounts) from the canonical tables, as Python objects:
+    what `entities.resolve` takes, the reference the engine path (`links.resolve_on_engine`) is tested against."""
+    hub: list[Account] = []
+    if "customers" in tables:
+        for r in links_module._rows(tables["customers"], "customer_id", "name", "crm_id", "gateway_customer_id"):
+            refs = tuple((s, str(r[c])) for s, c in (("crm", "crm_id"), ("gateway", "gateway_customer_id")) if r[c])
+            hub.append(Account(links_module.HUB, str(r["customer_id"]), r["name"], refs=refs))
+    others: list[Account] = []
+    if "crm_accounts" in tables:
+        others += [Account("crm", str(r["account_id"]), r["name"], r["customer_id"])
+                   for r in links_module._rows(tables["crm_accounts"], "account_id", "name", "customer_id")]
+    for system, table in (("operations", "operations_roster"), ("entitlements", "entitlements")):
+        if table in tables:
+            t = tables[table]
+            t = t.filter(t.account_id.notnull())
+            firsts = t.group_by("account_id").aggregate(account_name=t.account_name.max(),
+                                                        customer_id=t.customer_id.max())
+            others += [Account(system, str(r["account_id"]), r["account_name"], r["customer_id"])
+                       for r in links_module._rows(firsts, "account_id", "account_name", "customer_id")]
+    if "gateway_transactions" in tables:
+        g = tables["gateway_transactions"]
+        others += [Account("gateway", str(r["customer_id"]), None)
+                   for r in links_module._rows(g.filter(g.customer_id.notnull()), "customer_id")]
+    return hub, others
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tieout.config import Config
 from tieout.engines.base import Engine
-from tieout.entities import Account, Candidate, Link, Method, Resolution, ResolutionParams, link_by_name, resolve
+from tieout.entities import Account, Candidate, Link, Method, Resolution, ResolutionParams, link_by_name
 from tieout.errors import ConfigError, StoreError
 from tieout.store import EntityLinkRow, LinkCandidateRow, Store, insert_plain_rows
 
@@ -47,32 +47,6 @@ def candidate_id(system: str, account_id: str, customer_id: str) -> str:
 def _rows(t: ir.Table, *cols: str) -> list[dict[str, str | None]]:
     rows: list[dict[str, str | None]] = t.select(*cols).distinct().to_pyarrow().to_pylist()
     return rows
-
-
-def system_accounts(tables: dict[str, ir.Table]) -> tuple[list[Account], list[Account]]:
-    """(billing customers, every other system's accounts) from the canonical tables."""
-    hub: list[Account] = []
-    if "customers" in tables:
-        for r in _rows(tables["customers"], "customer_id", "name", "crm_id", "gateway_customer_id"):
-            refs = tuple((s, str(r[c])) for s, c in (("crm", "crm_id"), ("gateway", "gateway_customer_id")) if r[c])
-            hub.append(Account(HUB, str(r["customer_id"]), r["name"], refs=refs))
-    others: list[Account] = []
-    if "crm_accounts" in tables:
-        others += [Account("crm", str(r["account_id"]), r["name"], r["customer_id"])
-                   for r in _rows(tables["crm_accounts"], "account_id", "name", "customer_id")]
-    for system, table in (("operations", "operations_roster"), ("entitlements", "entitlements")):
-        if table in tables:
-            t = tables[table]
-            t = t.filter(t.account_id.notnull())
-            firsts = t.group_by("account_id").aggregate(account_name=t.account_name.max(),
-                                                        customer_id=t.customer_id.max())
-            others += [Account(system, str(r["account_id"]), r["account_name"], r["customer_id"])
-                       for r in _rows(firsts, "account_id", "account_name", "customer_id")]
-    if "gateway_transactions" in tables:
-        g = tables["gateway_transactions"]
-        others += [Account("gateway", str(r["customer_id"]), None)
-                   for r in _rows(g.filter(g.customer_id.notnull()), "customer_id")]
-    return hub, others
 
 
 def read_aliases(cfg: Config) -> dict[str, str]:
@@ -115,23 +89,10 @@ def decisions(store: Store) -> Decisions:
                      [(r[0], r[1], r[2]) for r in rows if r[3] == "rejected"])
 
 
-def resolve_tables(cfg: Config, tables: dict[str, ir.Table], d: Decisions) -> Resolution:
-    """The whole resolution in Python (`entities.resolve` on `system_accounts`): the reference the
-    run's engine path (`link_entities`) is tested against; fine for small tables."""
-    hub, others = system_accounts(tables)
-    return resolve(hub, others, aliases=read_aliases(cfg), confirmed=d.confirmed, rejected=d.rejected,
-                   params=resolution_params(cfg))
-
-
 def _links_arrow(links: list[Link]) -> pa.Table:
     return pa.table({"system": [lk.system for lk in links], "account_id": [lk.account_id for lk in links],
                      "customer_id": [lk.customer_id for lk in links], "method": [str(lk.method) for lk in links],
                      "score": [float(lk.score) for lk in links]}, schema=LINKS_SCHEMA)
-
-
-def links_table(engine: Engine, res: Resolution) -> ir.Table:
-    """The links as an engine table: system, account_id, customer_id, method, score."""
-    return engine.from_arrow("entity_links", _links_arrow(res.links))
 
 
 # --- a run's links, on the engine -----------------------------------------------------------------
@@ -153,8 +114,7 @@ def _same_id(system: ir.StringValue, account_id: ir.StringValue) -> ir.StringVal
 
 
 def account_table(tables: dict[str, ir.Table]) -> ir.Table | None:
-    """Every other system's accounts as one engine table (system, account_id, name, mapped_id): the
-    rows `system_accounts` gives as Python objects."""
+    """Every other system's accounts as one engine table (system, account_id, name, mapped_id)."""
     parts: list[ir.Table] = []
     if "crm_accounts" in tables:
         t = tables["crm_accounts"]
@@ -269,8 +229,8 @@ def link_entities(cfg: Config, engine: Engine, tables: dict[str, ir.Table], stor
 
 def resolve_on_engine(engine: Engine, tables: dict[str, ir.Table], d: Decisions, *,
                       aliases: Mapping[str, str] | None = None, params: ResolutionParams | None = None) -> RunLinks:
-    """The links `resolve_tables` makes, with the decisions and mapped ids joined on the engine and
-    only the accounts left over (those with a name) resolved by name in Python."""
+    """The links `entities.resolve` makes of every system's accounts, with the decisions and mapped ids
+    joined on the engine and only the accounts left over (those with a name) resolved by name in Python."""
     decided = decided_accounts(engine, tables, d)
     if decided is None:
         return RunLinks(engine.from_arrow("entity_links", LINKS_SCHEMA.empty_table()), [])
