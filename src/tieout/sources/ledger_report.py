@@ -25,6 +25,27 @@ from tieout.sources.tabular import decode_error, ensure_not_empty
 HEADER_SEARCH_LINES = 20
 
 
+# Columns every ledger reader writes under these names, and the `gl_entries` columns they map onto
+# (each format adds its own: the transaction type, reference, name, memo and journal type).
+LEDGER_COLUMNS = {
+    "entry_id": "Entry ID",
+    "posted_at": "Date",
+    "account": "Account",
+    "debit": "Debit",
+    "credit": "Credit",
+    "currency": "Currency",
+}
+
+
+def negative(text: str, symbols: str = "") -> bool:
+    """A signed amount's text is negative (`-5.00`, `(5.00)`, `- 5.00`), ignoring blanks and any of
+    `symbols` (e.g. a currency sign written before the sign)."""
+    s = text.replace(" ", "")
+    for symbol in symbols:
+        s = s.replace(symbol, "")
+    return s.strip().startswith(("-", "("))
+
+
 def unsigned(text: str) -> str:
     return text.replace("-", "").replace("(", "").replace(")", "").strip()
 

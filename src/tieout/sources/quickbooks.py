@@ -14,17 +14,20 @@ from tieout.config import SourceConfig
 from tieout.engines.base import Engine
 from tieout.errors import InputError
 from tieout.sources.base import RawFrame, SourceFormat, register_format
-from tieout.sources.ledger_report import find_header, ledger_options, read_records, text_frame, unsigned
+from tieout.sources.ledger_report import (
+    LEDGER_COLUMNS,
+    find_header,
+    ledger_options,
+    negative,
+    read_records,
+    text_frame,
+    unsigned,
+)
 
 OUTPUT_COLUMNS = (
     "Entry ID", "Account", "Date", "Transaction Type", "Num", "Name", "Memo/Description", "Split",
     "Amount", "Debit", "Credit", "Journal Type", "Currency",
 )
-
-
-def _is_negative(text: str) -> bool:
-    s = text.replace("$", "").replace(" ", "").strip()
-    return s.startswith("-") or s.startswith("(")
 
 
 def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str) -> RawFrame:
@@ -48,7 +51,7 @@ def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str
         if account is None:
             raise InputError(shown, "ledger line before any account section row", line=n)
         amount = cell(row, "Amount")
-        negative = _is_negative(amount)
+        credit = negative(amount, "$")
         txn_type = cell(row, "Transaction Type")
         out.append((n, {
             "Entry ID": f"{shown}:{n}",
@@ -60,8 +63,8 @@ def read_quickbooks_gl(engine: Engine, path: Path, src: SourceConfig, shown: str
             "Memo/Description": cell(row, "Memo/Description"),
             "Split": cell(row, "Split"),
             "Amount": amount,
-            "Debit": "" if negative else amount,
-            "Credit": unsigned(amount) if negative else "",
+            "Debit": "" if credit else amount,
+            "Credit": unsigned(amount) if credit else "",
             "Journal Type": options.journal_type(txn_type),
             "Currency": options.currency(account),
         }))
@@ -77,12 +80,7 @@ register_format(
         table="gl_entries",
         system="quickbooks",
         columns={
-            "entry_id": "Entry ID",
-            "posted_at": "Date",
-            "account": "Account",
-            "debit": "Debit",
-            "credit": "Credit",
-            "currency": "Currency",
+            **LEDGER_COLUMNS,
             "txn_type": "Transaction Type",
             "reference": "Num",
             "name": "Name",

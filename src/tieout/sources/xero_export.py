@@ -19,7 +19,15 @@ from tieout.config import SourceConfig
 from tieout.engines.base import Engine
 from tieout.errors import InputError
 from tieout.sources.base import RawFrame, SourceFormat, register_format
-from tieout.sources.ledger_report import find_header, ledger_options, read_records, text_frame, unsigned
+from tieout.sources.ledger_report import (
+    LEDGER_COLUMNS,
+    find_header,
+    ledger_options,
+    negative,
+    read_records,
+    text_frame,
+    unsigned,
+)
 
 OUTPUT_COLUMNS = (
     "Entry ID", "Account", "Account Code", "Date", "Source", "Reference", "Contact", "Description",
@@ -31,16 +39,11 @@ BALANCE_LINES = {"opening balance", "closing balance"}
 _HEADING = re.compile(r"^(?P<code>(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{1,10}) - (?P<name>.+)$")
 
 
-def _negative(text: str) -> bool:
-    s = text.replace(" ", "")
-    return s.startswith(("-", "("))
-
-
 def _sides(debit: str, credit: str) -> tuple[str, str]:
     """Debit and credit text with a negative on either side moved to the other (unsigned)."""
-    if _negative(debit) and not credit:
+    if negative(debit) and not credit:
         return "", unsigned(debit)
-    if _negative(credit) and not debit:
+    if negative(credit) and not debit:
         return unsigned(credit), ""
     return debit, credit
 
@@ -107,12 +110,7 @@ register_format(
         table="gl_entries",
         system="xero",
         columns={
-            "entry_id": "Entry ID",
-            "posted_at": "Date",
-            "account": "Account",
-            "debit": "Debit",
-            "credit": "Credit",
-            "currency": "Currency",
+            **LEDGER_COLUMNS,
             "txn_type": "Source",
             "reference": "Reference",
             "name": "Contact",
