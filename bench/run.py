@@ -98,7 +98,8 @@ def _instrument_engine() -> dict[str, list[float]]:
     # the pipeline's own steps, where `pipeline.ingest` looks them up (module attributes)
     import tieout.pipeline
 
-    for fn_name in ("read_file", "normalize", "gate", "link_entities", "compute_metrics"):
+    for step in (*INGEST_PHASES.values(), METRICS_STEP):
+        fn_name = step.removeprefix("pipeline:")
         orig_fn = getattr(tieout.pipeline, fn_name)
 
         def timed_fn(*args: object, _orig: object = orig_fn, _name: str = fn_name, **kwargs: object) -> object:
@@ -120,6 +121,14 @@ def _instrument_engine() -> dict[str, list[float]]:
 
 
 MATCH_STEPS = ("exact", "candidates", "mutual", "remaining", "pairs")
+# The phases the pipeline's own steps make (timed by `_instrument_engine`): label -> step, in run order.
+INGEST_PHASES = {
+    "read (file checks, views)": "pipeline:read_file",
+    "parse+normalize (two queries per file)": "pipeline:normalize",
+    "gate (duplicates, quarantine, counts)": "pipeline:gate",
+    "entity links": "pipeline:link_entities",
+}
+METRICS_STEP = "pipeline:compute_metrics"
 
 
 def cpu_phases(spent: dict[str, list[float]]) -> dict[str, float]:
@@ -128,13 +137,7 @@ def cpu_phases(spent: dict[str, list[float]]) -> dict[str, float]:
         v = spent.get(key, [])
         return v[2] if len(v) > 2 else 0.0
 
-    out = {
-        "read (file checks, views)": s("pipeline:read_file"),
-        "parse+normalize (two queries per file)": s("pipeline:normalize"),
-        "gate (duplicates, quarantine, counts)": s("pipeline:gate"),
-        "entity links": s("pipeline:link_entities"),
-        "metrics": s("pipeline:compute_metrics"),
-    }
+    out = {**{label: s(step) for label, step in INGEST_PHASES.items()}, "metrics": s(METRICS_STEP)}
     return {k: round(v, 2) for k, v in out.items()}
 
 
@@ -150,13 +153,10 @@ def phases(timings: dict[str, float], spent: dict[str, list[float]]) -> dict[str
     match = sum(stems(f"materialize:{m}") for m in MATCH_STEPS)
     checks = sum(v for k, v in timings.items() if k.startswith("check:"))
     out = {
-        "read (file checks, views)": s("pipeline:read_file"),
-        "parse+normalize (two queries per file)": s("pipeline:normalize"),
-        "gate (duplicates, quarantine, counts)": s("pipeline:gate"),
-        "entity links": s("pipeline:link_entities"),
+        **{label: s(step) for label, step in INGEST_PHASES.items()},
         "match (pairs)": match,
         "checks (less match)": checks - match,
-        "metrics": s("pipeline:compute_metrics"),
+        "metrics": s(METRICS_STEP),
         "store": timings.get("store", 0.0),
     }
     out["other"] = timings.get("total", 0.0) + timings.get("store", 0.0) - sum(out.values())
