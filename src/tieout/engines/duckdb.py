@@ -33,7 +33,8 @@ def _timezone(zone: str, ts: _NAIVE_TS) -> _UTC_TS:  # type: ignore[valid-type]
 # DuckDB's own default is 80% of RAM, and it keeps every table in memory up to it: a 10M-row bench
 # run then peaked at 17 GB (all checks, 201 s) or 11.7 GB (gateway_billing alone, 145-167 s). Capped
 # at 2 GB it spills instead: 191 s at 2.7 GB, and 191 s at 2.6 GB (bench/README.md). tieout caps
-# DuckDB at 2 GB unless `duckdb.memory_limit` says otherwise: with memory to spare, more is faster.
+# DuckDB at 2 GB unless `duckdb.memory_limit` says otherwise. More can be faster (gateway_billing alone
+# at 10M: 145-167 s with 12 GB), but not always (all checks at 10M with a 3 GB cap: 206 s).
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
